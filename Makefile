@@ -1,0 +1,35 @@
+# `make test` and `make demo` set everything up themselves on a fresh machine with
+# Python 3.11 and pip: a virtual environment in .venv and an editable install of descend.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test test-slow demo lint format clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check descend tests benchmarks
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+demo: $(STAMP)
+	$(BIN)/descend demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check descend tests benchmarks
+	$(BIN)/ruff format --check descend tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format descend tests benchmarks
+	$(BIN)/ruff check --fix descend tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

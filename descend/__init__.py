@@ -1,0 +1,12 @@
+"""descend: optimizers for PyTorch models; drop-in for torch.optim, any hyperparameter schedulable.
+
+Every optimizer is a :class:`torch.optim.Optimizer` with torch.optim's names, defaults and
+state keys; its math is a pure function over lists of tensors (see :mod:`descend.optim`).
+"""
+
+from descend.optim import SGD, Adam, AdamW
+from descend.optimizer import Optimizer
+
+__version__ = "0.1.0"
+
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "__version__"]

@@ -1,0 +1,260 @@
+"""Adam and AdamW: adaptive moment estimation, with L2 or decoupled weight decay and AMSGrad."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from descend.hyperparams import Rule, in_unit_interval, nonnegative
+from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype, scalar_dtype
+
+
+def adam_loop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor] | None,
+    steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+    decoupled_weight_decay: bool,
+) -> None:
+    """Adam, one tensor at a time (the reference). Updates params and state in place.
+
+    ``steps`` holds each tensor's step count (0-d tensors), incremented here;
+    ``max_exp_avg_sqs`` is given for AMSGrad and None otherwise.
+    """
+    for i, param in enumerate(params):
+        grad = -grads[i] if maximize else grads[i]
+        steps[i] += 1
+        step = steps[i].item()
+        if weight_decay != 0:
+            if decoupled_weight_decay:
+                param.mul_(1 - lr * weight_decay)
+            else:
+                grad = grad.add(param, alpha=weight_decay)
+        exp_avgs[i].lerp_(grad, 1 - beta1)
+        exp_avg_sqs[i].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        second_moment = exp_avg_sqs[i]
+        if max_exp_avg_sqs is not None:
+            torch.maximum(max_exp_avg_sqs[i], second_moment, out=max_exp_avg_sqs[i])
+            second_moment = max_exp_avg_sqs[i]
+        # p -= lr * m_hat / (sqrt(v_hat) + eps), with the bias corrections as scalars
+        denom = second_moment.sqrt().div_(math.sqrt(1 - beta2**step)).add_(eps)
+        param.addcdiv_(exp_avgs[i], denom, value=-lr / (1 - beta1**step))
+
+
+@per_device_and_dtype
+def adam_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor] | None,
+    steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+    decoupled_weight_decay: bool,
+) -> None:
+    """Adam over all tensors at once with ``torch._foreach_*`` ops; same contract as
+    :func:`adam_loop`."""
+    grads = torch._foreach_neg(grads) if maximize else grads
+    torch._foreach_add_(steps, 1)
+    counts = [step.item() for step in steps]
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        elif maximize:
+            torch._foreach_add_(grads, params, alpha=weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    second_moments = exp_avg_sqs
+    if max_exp_avg_sqs is not None:
+        torch._foreach_maximum_(max_exp_avg_sqs, exp_avg_sqs)
+        second_moments = max_exp_avg_sqs
+    denoms = torch._foreach_sqrt(second_moments)
+    torch._foreach_div_(denoms, [math.sqrt(1 - beta2**t) for t in counts])
+    torch._foreach_add_(denoms, eps)
+    torch._foreach_addcdiv_(params, exp_avgs, denoms, [-lr / (1 - beta1**t) for t in counts])
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma & Ba, 2015), optionally AMSGrad and AdamW; torch.optim.Adam's drop-in.
+
+    With gradient :math:`g_t` (negated when ``maximize``) and step :math:`t`:
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda p_{t-1} \quad\text{(L2; or } p_{t-1} \leftarrow
+              (1 - \text{lr}\,\lambda) p_{t-1} \text{ if decoupled)} \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \quad
+              (\text{AMSGrad: } v_t \leftarrow \max(v^{max}_{t-1}, v_t)) \\
+        p_t &= p_{t-1} - \text{lr} \cdot \frac{m_t / (1 - \beta_1^t)}
+              {\sqrt{v_t / (1 - \beta_2^t)} + \epsilon}
+
+    Args:
+        params: tensors, ``(name, tensor)`` pairs or parameter-group dicts.
+        lr: learning rate (default 1e-3); may be a tensor.
+        betas: decay rates :math:`(\beta_1, \beta_2)` of the moment estimates
+            (default (0.9, 0.999)); each in [0, 1).
+        eps: added to the denominator (default 1e-8).
+        weight_decay: :math:`\lambda` (default 0), L2 unless ``decoupled_weight_decay``.
+        amsgrad: use the running maximum of :math:`v_t` (Reddi et al., 2018).
+        maximize: ascend the objective instead of descending it.
+        decoupled_weight_decay: shrink the parameters directly (AdamW, Loshchilov &
+            Hutter, 2019) instead of adding :math:`\lambda p` to the gradient.
+        foreach, fused, capturable, differentiable: torch.optim's keywords, translated to
+            ``impl``; ``capturable`` has no effect.
+        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
+            None picks the fastest.
+
+    Every number above may also be a schedule, a one-element tensor or a sequence of
+    per-step values (see :mod:`descend.hyperparams`). State per parameter: ``step``,
+    ``exp_avg``, ``exp_avg_sq`` and, with AMSGrad, ``max_exp_avg_sq``, as in torch.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> optimizer = Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+        >>> model(torch.ones(1, 4)).sum().backward()
+        >>> optimizer.step()
+    """
+
+    hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
+        "lr": nonnegative,
+        "betas": (in_unit_interval, in_unit_interval),
+        "eps": nonnegative,
+        "weight_decay": nonnegative,
+    }
+    flags = ("amsgrad", "maximize", "decoupled_weight_decay")
+    per_element_state = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-3,
+        betas: tuple[Any, Any] = (0.9, 0.999),
+        eps: Any = 1e-8,
+        weight_decay: Any = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+        impl: str | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas) if isinstance(betas, list) else betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+            impl=impl,
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
+        amsgrad = group["amsgrad"]
+        for param in params:
+            state = self.state[param]
+            if not state:
+                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            if amsgrad and "max_exp_avg_sq" not in state:
+                state["max_exp_avg_sq"] = torch.zeros_like(
+                    param, memory_format=torch.preserve_format
+                )
+        states = [self.state[p] for p in params]
+        update = adam_loop if self._impl(group, params) == "loop" else adam_foreach
+        beta1, beta2 = values["betas"]
+        update(
+            [as_real(p) for p in params],
+            [as_real(p.grad) for p in params],
+            [as_real(s["exp_avg"]) for s in states],
+            [as_real(s["exp_avg_sq"]) for s in states],
+            [as_real(s["max_exp_avg_sq"]) for s in states] if amsgrad else None,
+            [s["step"] for s in states],
+            lr=values["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=values["eps"],
+            weight_decay=values["weight_decay"],
+            maximize=group["maximize"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+        )
+
+
+class AdamW(Adam):
+    r"""AdamW: Adam with decoupled weight decay (default 1e-2); torch.optim.AdamW's drop-in.
+
+    The parameters shrink by :math:`(1 - \text{lr}\,\lambda)` before the Adam update
+    instead of :math:`\lambda p` being added to the gradient. Same arguments as
+    :class:`Adam`, which this is with ``decoupled_weight_decay=True``.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> optimizer = AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-3,
+        betas: tuple[Any, Any] = (0.9, 0.999),
+        eps: Any = 1e-8,
+        weight_decay: Any = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        impl: str | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
+            impl=impl,
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True

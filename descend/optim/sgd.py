@@ -1,0 +1,192 @@
+"""Stochastic gradient descent, with momentum, dampening, Nesterov and weight decay."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from descend.hyperparams import Rule, any_real, is_step_sequence, nonnegative, resolve
+from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype
+
+
+def sgd_loop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor | None] | None,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+) -> None:
+    """SGD, one tensor at a time (the reference). Updates ``params`` in place.
+
+    ``momentum_buffers`` is None for plain SGD; otherwise its ``None`` entries are replaced
+    by new buffers, which start as the first (decayed) gradient.
+    """
+    for i, param in enumerate(params):
+        direction = -grads[i] if maximize else grads[i]
+        if weight_decay != 0:
+            direction = direction.add(param, alpha=weight_decay)
+        if momentum_buffers is not None:
+            buffer = momentum_buffers[i]
+            if buffer is None:
+                buffer = momentum_buffers[i] = direction.detach().clone()
+            else:
+                buffer.mul_(momentum).add_(direction, alpha=1 - dampening)
+            direction = direction.add(buffer, alpha=momentum) if nesterov else buffer
+        param.add_(direction, alpha=-lr)
+
+
+@per_device_and_dtype
+def sgd_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor | None] | None,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+) -> None:
+    """SGD over all tensors at once with ``torch._foreach_*`` ops; same contract as
+    :func:`sgd_loop`."""
+    directions = torch._foreach_neg(grads) if maximize else grads
+    if weight_decay != 0:
+        if maximize:
+            torch._foreach_add_(directions, params, alpha=weight_decay)
+        else:
+            directions = torch._foreach_add(directions, params, alpha=weight_decay)
+    if momentum_buffers is not None:
+        existing = [i for i, b in enumerate(momentum_buffers) if b is not None]
+        if existing:
+            buffers = [momentum_buffers[i] for i in existing]
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, [directions[i] for i in existing], alpha=1 - dampening)
+        for i, buffer in enumerate(momentum_buffers):
+            if buffer is None:
+                momentum_buffers[i] = directions[i].detach().clone()
+        if nesterov:
+            directions = torch._foreach_add(directions, momentum_buffers, alpha=momentum)
+        else:
+            directions = momentum_buffers
+    torch._foreach_add_(params, directions, alpha=-lr)
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with momentum; torch.optim.SGD's drop-in.
+
+    With gradient :math:`g_t` (negated when ``maximize``), weight decay :math:`\lambda`,
+    momentum :math:`\mu` and dampening :math:`\tau`:
+
+    .. math::
+        d_t = g_t + \lambda p_{t-1}, \quad
+        b_t = \mu b_{t-1} + (1 - \tau) d_t \;(b_1 = d_1), \quad
+        p_t = p_{t-1} - \text{lr} \cdot (d_t + \mu b_t \text{ if nesterov else } b_t)
+
+    Args:
+        params: tensors, ``(name, tensor)`` pairs or parameter-group dicts.
+        lr: learning rate (default 1e-3).
+        momentum: momentum factor :math:`\mu` (default 0: no buffer is kept).
+        dampening: dampening :math:`\tau` for the momentum (default 0).
+        weight_decay: L2 penalty :math:`\lambda` added to the gradient (default 0).
+        nesterov: Nesterov momentum; needs momentum > 0 and dampening 0.
+        maximize: ascend the objective instead of descending it.
+        foreach, fused, differentiable: torch.optim's keywords, translated to ``impl``.
+        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
+            None picks the fastest.
+
+    Every number above except the flags may also be a schedule, a one-element tensor or
+    a sequence of per-step values (see :mod:`descend.hyperparams`). Sparse gradients are
+    supported (by the loop).
+
+    Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> model(torch.ones(1, 4)).sum().backward()
+        >>> optimizer.step()
+    """
+
+    hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
+        "lr": nonnegative,
+        "momentum": nonnegative,
+        "dampening": any_real,
+        "weight_decay": nonnegative,
+    }
+    flags = ("nesterov", "maximize")
+    per_element_state = ("momentum_buffer",)
+    supports_sparse_grad = True
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-3,
+        momentum: Any = 0,
+        dampening: Any = 0,
+        weight_decay: Any = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        impl: str | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            foreach=foreach,
+            differentiable=differentiable,
+            fused=fused,
+            impl=impl,
+        )
+        super().__init__(params, defaults)
+
+    def _check_values(self, values: Values, options: dict[str, Any], where: str) -> None:
+        if options.get("nesterov") and (values["momentum"] <= 0 or values["dampening"] != 0):
+            raise ValueError(
+                f"{where}nesterov=True needs momentum > 0 and dampening == 0, got "
+                f"momentum={values['momentum']!r} and dampening={values['dampening']!r}"
+            )
+
+    @staticmethod
+    def _keeps_buffer(momentum: Any) -> bool:
+        """Momentum buffers exist unless momentum is the constant 0, as in torch."""
+        if is_step_sequence(momentum) or callable(momentum):
+            return True
+        return resolve("momentum", momentum, 0) != 0
+
+    def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
+        buffers = None
+        if self._keeps_buffer(group["momentum"]):
+            buffers = [self.state[p].get("momentum_buffer") for p in params]
+            buffers = [None if b is None else as_real(b) for b in buffers]
+        update = sgd_loop if self._impl(group, params) == "loop" else sgd_foreach
+        update(
+            [as_real(p) for p in params],
+            [as_real(p.grad) for p in params],
+            buffers,
+            lr=values["lr"],
+            momentum=values["momentum"],
+            dampening=values["dampening"],
+            weight_decay=values["weight_decay"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+        )
+        if buffers is not None:
+            for param, buffer in zip(params, buffers):
+                state = self.state[param]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = (
+                        torch.view_as_complex(buffer) if param.is_complex() else buffer
+                    )

@@ -1,0 +1,93 @@
+"""A small non-quadratic problem on which optimizers are compared step by step, in float64."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+
+
+def make_params(complex_param: bool = False) -> list[torch.Tensor]:
+    """Fresh float64 parameters, the same every call: a matrix, a vector, a 0-d scalar, a
+    vector that gets a gradient only on even steps, and optionally a complex matrix."""
+    generator = torch.Generator().manual_seed(1234)
+    shapes = [(4, 3), (3,), (), (5,)]
+    params = [torch.randn(s, generator=generator, dtype=torch.float64) for s in shapes]
+    if complex_param:
+        params.append(torch.randn((2, 2), generator=generator, dtype=torch.complex128))
+    return [p.requires_grad_() for p in params]
+
+
+_generator = torch.Generator().manual_seed(99)
+_INPUTS = torch.randn(8, 4, generator=_generator, dtype=torch.float64)
+_TARGETS = torch.randn(8, generator=_generator, dtype=torch.float64)
+
+
+def loss_at(params: list[torch.Tensor], step: int) -> torch.Tensor:
+    """A smooth non-quadratic loss; the fourth parameter only counts on even steps."""
+    weight, bias, scale, sometimes = params[:4]
+    hidden = torch.tanh(_INPUTS @ weight + bias)
+    loss = (hidden.sum(1) * F.softplus(scale) - _TARGETS).pow(2).mean()
+    loss = loss + 0.01 * torch.log(torch.cosh(3 * weight)).sum()
+    if step % 2 == 0:
+        loss = loss + torch.sin(sometimes).pow(2).sum() + 0.1 * sometimes.pow(4).sum()
+    if len(params) > 4:
+        z = params[4]
+        loss = loss + (z.abs() ** 3).sum() * 0.1 + (z * z.conj()).real.sum()
+    return loss
+
+
+def trajectory(
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    steps: int,
+    start: int = 0,
+    before_step: Callable[[torch.optim.Optimizer, int], None] | None = None,
+) -> list[list[torch.Tensor]]:
+    """Run ``steps`` steps; return a copy of the parameters after each."""
+    history = []
+    for step in range(start, start + steps):
+        optimizer.zero_grad()
+        loss_at(params, step).backward()
+        if before_step is not None:
+            before_step(optimizer, step)
+        optimizer.step()
+        history.append([p.detach().clone() for p in params])
+    return history
+
+
+def assert_close(actual, expected, rtol: float = 1e-10, what: str = "") -> None:
+    """Relative agreement to ``rtol`` (absolute 1e-13 near zero)."""
+    torch.testing.assert_close(
+        actual, expected, rtol=rtol, atol=1e-13, msg=lambda m: f"{what}: {m}"
+    )
+
+
+def assert_same_trajectory(ours, theirs, rtol: float = 1e-10) -> None:
+    assert len(ours) == len(theirs)
+    for step, (a, b) in enumerate(zip(ours, theirs)):
+        for index, (x, y) in enumerate(zip(a, b)):
+            assert torch.isfinite(torch.view_as_real(y) if y.is_complex() else y).all(), (
+                f"step {step + 1}, parameter {index}: the reference diverged; pick a tamer config"
+            )
+            assert_close(x, y, rtol, what=f"step {step + 1}, parameter {index}")
+
+
+def assert_same_state(
+    ours: torch.optim.Optimizer, theirs: torch.optim.Optimizer, rtol: float = 1e-10
+) -> None:
+    """Same state keys for every parameter, and the same values."""
+    ours_params = [p for g in ours.param_groups for p in g["params"]]
+    theirs_params = [p for g in theirs.param_groups for p in g["params"]]
+    for index, (p, q) in enumerate(zip(ours_params, theirs_params)):
+        a, b = ours.state.get(p, {}), theirs.state.get(q, {})
+        assert set(a) == set(b), f"parameter {index}: state keys {sorted(a)} != {sorted(b)}"
+        for key in a:
+            x, y = a[key], b[key]
+            if key == "step":
+                assert float(x) == float(y), f"parameter {index}: step {x} != {y}"
+            else:
+                assert_close(x, y, rtol, what=f"parameter {index}, state {key!r}")
