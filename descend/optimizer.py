@@ -214,14 +214,17 @@ class Optimizer(torch.optim.Optimizer):
     def _check_values(self, values: Values, options: dict[str, Any], where: str) -> None:
         """Checks that relate several options (e.g. nesterov needs momentum); override."""
 
-    def hyperparameters(self, group: int = 0) -> Values:
+    def hyperparameters(self, group: int = 0, step: int | None = None) -> Values:
         """The values in force for parameter group ``group``: what its next step uses.
 
-        Schedules and per-step sequences are evaluated at the group's step count, so this
-        is how to read a scheduled ``lr`` (``optimizer.hyperparameters()["lr"]``).
+        Schedules and per-step sequences are evaluated at the group's step count (or at
+        ``step``, when given), so this is how to read a scheduled ``lr``:
+        ``optimizer.hyperparameters()["lr"]``. When a per-step sequence has no value for
+        the next step, this raises ``IndexError`` as that step would; ``step=`` reads any
+        other step, such as the last one taken.
         """
         options = self.param_groups[group]
-        return self._resolve(options, options["step"], _where(group))
+        return self._resolve(options, options["step"] if step is None else step, _where(group))
 
     # ----------------------------------------------------------------------------------
     # Parameter groups

@@ -31,7 +31,10 @@ def sgd_loop(
     for i, param in enumerate(params):
         direction = -grads[i] if maximize else grads[i]
         if weight_decay != 0:
-            direction = direction.add(param, alpha=weight_decay)
+            if direction.is_sparse:  # sparse + dense is only defined the other way round
+                direction = param.mul(weight_decay).add_(direction)
+            else:
+                direction = direction.add(param, alpha=weight_decay)
         if momentum_buffers is not None:
             buffer = momentum_buffers[i]
             if buffer is None:
