@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check descend tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow"
 
 test-slow: $(STAMP)
@@ -24,12 +24,12 @@ demo: $(STAMP)
 	$(BIN)/descend demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check descend tests benchmarks
-	$(BIN)/ruff format --check descend tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: $(STAMP)
-	$(BIN)/ruff format descend tests benchmarks
-	$(BIN)/ruff check --fix descend tests benchmarks
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -178,9 +178,9 @@ def test_every_kind_of_value_resolves_at_the_group_step(lr, expected):
     for _ in range(4):
         seen.append(optimizer.hyperparameters(0)["lr"])
         param.grad = torch.ones(1)
-        before = float(param)
+        before = float(param.detach())
         optimizer.step()
-        moves.append(before - float(param))
+        moves.append(before - float(param.detach()))
     assert seen == pytest.approx(expected, rel=1e-6)
     assert moves == pytest.approx(expected, rel=1e-6)
     assert optimizer.param_groups[0]["step"] == 4
