@@ -39,8 +39,9 @@ Values = dict[str, Any]
 SCHEDULER_KEYS = frozenset(
     {"initial_lr", "max_lr", "min_lr", "base_lr", "swa_lr", "base_momentum", "max_momentum"}
 )
-# torch.optim's implementation flags, accepted for drop-in use and translated to ``impl``.
-TORCH_IMPL_FLAGS = ("foreach", "fused", "capturable", "differentiable")
+# On CPU, ``impl=None`` takes the multi-tensor path for groups whose tensors hold fewer
+# elements than this on average, and the per-tensor loop otherwise (see Optimizer._impl).
+CPU_FOREACH_MAX_MEAN_NUMEL = 16_384
 
 
 def scalar_dtype() -> torch.dtype:
@@ -334,13 +335,25 @@ class Optimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def _impl(self, group: dict[str, Any], params: Sequence[torch.Tensor]) -> str:
-        """The implementation for this group: its ``impl``, or the fastest one."""
+        """The implementation for this group: its ``impl``, or the fastest one.
+
+        Sparse gradients always take the loop. Otherwise, on an accelerator the
+        multi-tensor path wins; on CPU it wins only for small tensors, where it saves
+        per-tensor overhead, while large ones run faster one at a time, each still in
+        cache (benchmarks/step_time.py: loop 2-20% faster on ResNet-50 shapes, foreach
+        10-25% faster on 2,000 tensors of 1,000 elements; even near 16k elements).
+        """
         chosen = group.get("impl")
-        if chosen is not None:
-            return chosen
         if any(p.grad.is_sparse for p in params):
             return "loop"
-        return "foreach" if "foreach" in self.impls else "loop"
+        if chosen is not None:
+            return chosen
+        if "foreach" not in self.impls:
+            return "loop"
+        if params[0].device.type != "cpu":
+            return "foreach"
+        mean_numel = sum(p.numel() for p in params) / len(params)
+        return "foreach" if mean_numel < CPU_FOREACH_MAX_MEAN_NUMEL else "loop"
 
     # ----------------------------------------------------------------------------------
     # State dict

@@ -498,3 +498,33 @@ def test_hyperparameters_at_an_explicit_step_after_a_sequence_ends():
     with pytest.raises(IndexError, match="lr is a sequence of 2 per-step values and step 2"):
         optimizer.hyperparameters()
     assert optimizer.hyperparameters(0, step=1)["lr"] == 0.2
+
+
+@pytest.mark.parametrize(
+    ("shapes", "impl", "expected"),
+    [
+        ([(100,)] * 50, None, "foreach"),
+        ([(512, 512)] * 3, None, "loop"),
+        ([(512, 512)] * 3, "foreach", "foreach"),
+        ([(100,)] * 3, "loop", "loop"),
+    ],
+    ids=["small tensors", "large tensors", "explicit foreach", "explicit loop"],
+)
+def test_automatic_impl_on_cpu_follows_tensor_size(shapes, impl, expected):
+    params = [torch.zeros(shape, requires_grad=True) for shape in shapes]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    optimizer = descend.Adam(params, impl=impl)
+    assert optimizer._impl(optimizer.param_groups[0], params) == expected
+
+
+def test_sparse_gradients_take_the_loop_even_when_foreach_is_asked_for():
+    embedding = torch.nn.Embedding(10, 3, sparse=True)
+    optimizer = descend.SGD(embedding.parameters(), lr=0.1, impl="foreach")
+    embedding(torch.tensor([1, 2])).sum().backward()
+    assert optimizer._impl(optimizer.param_groups[0], [embedding.weight]) == "loop"
+    before = embedding.weight.detach().clone()
+    optimizer.step()
+    assert torch.equal(
+        before - embedding.weight.detach() != 0, embedding.weight.grad.to_dense() != 0
+    )
