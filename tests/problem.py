@@ -29,8 +29,9 @@ _TARGETS = torch.randn(8, generator=_generator, dtype=torch.float64)
 def loss_at(params: list[torch.Tensor], step: int) -> torch.Tensor:
     """A smooth non-quadratic loss; the fourth parameter only counts on even steps."""
     weight, bias, scale, sometimes = params[:4]
-    hidden = torch.tanh(_INPUTS @ weight + bias)
-    loss = (hidden.sum(1) * F.softplus(scale) - _TARGETS).pow(2).mean()
+    inputs, targets = _INPUTS.to(weight.device), _TARGETS.to(weight.device)
+    hidden = torch.tanh(inputs @ weight + bias)
+    loss = (hidden.sum(1) * F.softplus(scale) - targets).pow(2).mean()
     loss = loss + 0.01 * torch.log(torch.cosh(3 * weight)).sum()
     if step % 2 == 0:
         loss = loss + torch.sin(sometimes).pow(2).sum() + 0.1 * sometimes.pow(4).sum()
