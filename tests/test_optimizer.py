@@ -23,13 +23,7 @@ from tests.problem import (
     trajectory,
 )
 
-
-@pytest.fixture(autouse=True)
-def float64_default():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def cosine(step: int, base: float = 0.1, total: int = 20) -> float:

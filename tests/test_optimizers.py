@@ -22,12 +22,7 @@ from tests.table import RECORDS, Config, Record
 STEPS = 20
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _cases(with_impl: bool) -> list:
