@@ -120,8 +120,8 @@ def resolve(name: str, value: Any, step: int) -> float:
         result = value(step)
         if isinstance(result, torch.Tensor) and result.numel() == 1:
             return _one_element(name, result)
-        if isinstance(result, np.generic):
-            result = result.item()
+        if isinstance(result, (np.generic, np.ndarray)) and np.size(result) == 1:
+            result = np.asarray(result).item()
         if not _is_real_number(result):
             raise TypeError(
                 f"{name} is a schedule, {value!r}, and at step {step} it returned "

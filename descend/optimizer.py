@@ -24,10 +24,12 @@ gathers tensors and calls the algorithm's pure update function.
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from descend.hyperparams import Rule, describe, is_step_sequence, resolve
@@ -155,6 +157,8 @@ class Optimizer(torch.optim.Optimizer):
     def _check_options(self, options: dict[str, Any], step: int, where: str) -> Values:
         """Check flags, ``impl`` and every hyperparameter at ``step``; return the values."""
         for flag in self.flags:
+            if isinstance(options.get(flag), np.bool_):
+                options[flag] = bool(options[flag])
             if flag in options and not isinstance(options[flag], bool):
                 value = options[flag]
                 raise TypeError(f"{where}{flag} must be True or False, got {value!r}")
@@ -234,7 +238,8 @@ class Optimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group, with options falling back to the defaults.
 
-        Checks everything first, so a rejected group leaves the optimizer unchanged.
+        Checks everything first, so a rejected group leaves the optimizer unchanged. As in
+        torch, the dict given becomes the group (it is filled in place).
         """
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
@@ -243,6 +248,13 @@ class Optimizer(torch.optim.Optimizer):
         if "params" not in param_group:
             raise ValueError(f"{where}the dict has no 'params' entry")
         group = dict(param_group)
+        params = group["params"]
+        if isinstance(params, set):
+            raise TypeError(
+                f"{where}params must be an ordered collection (a list), not a set: a set's "
+                "order changes between runs"
+            )
+        group["params"] = [params] if isinstance(params, torch.Tensor) else list(params)
         self._translate_torch_flags(group, index)
         known = set(self.defaults) | {"params", "param_names", "step"} | SCHEDULER_KEYS
         unknown = sorted(set(group) - known)
@@ -256,16 +268,12 @@ class Optimizer(torch.optim.Optimizer):
         group.setdefault("step", 0)
         self._check_params(group["params"], index)
         self._check_options(group, group["step"], where)
-        super().add_param_group(group)
+        param_group.clear()
+        param_group.update(group)
+        super().add_param_group(param_group)
 
-    def _check_params(self, params: Any, index: int) -> None:
+    def _check_params(self, entries: list, index: int) -> None:
         where = _where(index)
-        if isinstance(params, set):
-            raise TypeError(
-                f"{where}params must be an ordered collection (a list), not a set: a set's "
-                "order changes between runs"
-            )
-        entries = [params] if isinstance(params, torch.Tensor) else list(params)
         seen = set(chain.from_iterable(g["params"] for g in self.param_groups))
         for position, entry in enumerate(entries):
             name = f"parameter {position}"
@@ -365,8 +373,18 @@ class Optimizer(torch.optim.Optimizer):
         Everything is checked before anything changes; a state_dict that does not fit
         this optimizer raises ``ValueError`` saying what does not fit.
         """
+        state_dict = state_dict.copy()
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         self._check_state_dict(state_dict)
-        super().load_state_dict(state_dict)
+        pre_hooks = self._optimizer_load_state_dict_pre_hooks
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()  # they have run already
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = pre_hooks
 
     def _check_state_dict(self, state_dict: Any) -> None:
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
@@ -388,17 +406,29 @@ class Optimizer(torch.optim.Optimizer):
             options = {k: v for k, v in saved.items() if k not in ("params", "param_names")}
             self._translate_torch_flags(options, index)
             step = options.get("step", self._step_from_state(saved["params"], state_dict["state"]))
-            self._check_options(options, step, _where(index))
+            try:
+                self._check_options(options, step, _where(index))
+            except IndexError:
+                # a per-step sequence ends at the saved step (a checkpoint taken at the end
+                # of a run): its entries are checked, and the other values at step 0
+                self._check_options(options, 0, _where(index))
         for key, entries in state_dict["state"].items():
             param = params_by_id.get(key)
             if param is None or not isinstance(entries, dict):
                 continue
             for name in self.per_element_state:
                 value = entries.get(name)
-                if isinstance(value, torch.Tensor) and value.shape != param.shape:
+                if value is None:
+                    continue
+                if not isinstance(value, torch.Tensor) or value.shape != param.shape:
+                    found = (
+                        f"has shape {tuple(value.shape)}"
+                        if isinstance(value, torch.Tensor)
+                        else f"is a {type(value).__name__}"
+                    )
                     raise ValueError(
-                        f"state_dict state for parameter {key}: {name} has shape "
-                        f"{tuple(value.shape)}, the parameter has shape {tuple(param.shape)}"
+                        f"state_dict state for parameter {key}: {name} {found}, the parameter "
+                        f"has shape {tuple(param.shape)}"
                     )
 
     @staticmethod
@@ -415,6 +445,11 @@ class Optimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._translate_torch_flags(self.defaults, None)  # torch's __setstate__ adds one
+        for param_state in self.state.values():
+            step = param_state.get("step") if isinstance(param_state, dict) else None
+            if step is not None and not isinstance(step, torch.Tensor):
+                # torch.optim before 1.12 saved plain numbers; torch converts them too
+                param_state["step"] = torch.tensor(float(step), dtype=scalar_dtype())
         for index, group in enumerate(self.param_groups):
             self._translate_torch_flags(group, index)
             for name, default in self.defaults.items():
@@ -438,7 +473,7 @@ class Optimizer(torch.optim.Optimizer):
                     if in_force is None:
                         try:
                             in_force = self.hyperparameters(index)
-                        except (IndexError, ValueError, TypeError) as error:
+                        except Exception as error:  # a repr must not fail on a bad schedule
                             in_force = {"error": str(error)}
                     now = in_force.get(key, in_force.get("error"))
                     text += f" (now {now})"

@@ -522,3 +522,108 @@ def test_sparse_gradients_take_the_loop_even_when_foreach_is_asked_for():
     assert torch.equal(
         before - embedding.weight.detach() != 0, embedding.weight.grad.to_dense() != 0
     )
+
+
+# --------------------------------------------------------------------------------------
+# review findings: each against torch where torch has the behaviour
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_a_generator_inside_a_group_dict_is_read_once_like_torch(named):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+
+    def params_of(layer):
+        return layer.named_parameters() if named else layer.parameters()
+
+    ours = descend.SGD([{"params": params_of(model[0])}], lr=0.1)
+    theirs = torch.optim.SGD([{"params": params_of(model[0])}], lr=0.1)
+    ours.add_param_group({"params": params_of(model[1]), "lr": 0.01})
+    theirs.add_param_group({"params": params_of(model[1]), "lr": 0.01})
+    for mine, torchs in zip(ours.param_groups, theirs.param_groups):
+        assert mine["params"] == torchs["params"] and len(mine["params"]) == 2
+        assert mine.get("param_names") == torchs.get("param_names")
+
+
+def test_the_dict_given_becomes_the_group_like_torch():
+    params = make_params()
+    head = {"params": params[2:], "lr": 0.1}
+    optimizer = descend.SGD([{"params": params[:2]}, head], lr=0.5)
+    assert optimizer.param_groups[1] is head
+    head["lr"] = 0.01
+    assert optimizer.hyperparameters(1)["lr"] == 0.01
+
+
+def test_an_old_checkpoint_with_plain_number_steps_continues_like_torch():
+    """torch.optim before 1.12 saved ``step`` as a number; torch converts it on load."""
+    params = make_params()
+    source = torch.optim.Adam(params, lr=0.01)
+    trajectory(source, params, 4)
+    old = copy.deepcopy(source.state_dict())
+    for entries in old["state"].values():
+        entries["step"] = int(entries["step"])
+    runs = []
+    for cls in (descend.Adam, torch.optim.Adam):
+        copies = [p.detach().clone().requires_grad_() for p in params]
+        optimizer = cls(copies, lr=0.01)
+        optimizer.load_state_dict(copy.deepcopy(old))
+        runs.append(trajectory(optimizer, copies, 5, start=4))
+    assert_same_trajectory(*runs)
+
+
+def test_a_momentum_buffer_of_none_restarts_momentum_like_torch():
+    runs = []
+    for cls in (descend.SGD, torch.optim.SGD):
+        params = make_params()
+        optimizer = cls(params, lr=0.01, momentum=0.9)
+        trajectory(optimizer, params, 2)
+        for param in params:
+            optimizer.state[param]["momentum_buffer"] = None
+        runs.append((trajectory(optimizer, params, 4, start=2), optimizer))
+    assert_same_trajectory(runs[0][0], runs[1][0])
+    assert_same_state(runs[0][1], runs[1][1])
+
+
+def test_load_state_dict_checks_what_the_pre_hooks_return():
+    params = make_params()
+    optimizer = descend.Adam(params, lr=0.01)
+    trajectory(optimizer, params, 2)
+    wrapped = {"wrapped": optimizer.state_dict()}
+    unwrap = optimizer.register_load_state_dict_pre_hook(lambda opt, sd: sd["wrapped"])
+    optimizer.load_state_dict(wrapped)
+    assert optimizer.param_groups[0]["step"] == 2
+    unwrap.remove()
+
+    def negative_lr(opt, state_dict):
+        state_dict["param_groups"] = [dict(g, lr=-1.0) for g in state_dict["param_groups"]]
+
+    optimizer.register_load_state_dict_pre_hook(negative_lr)
+    with pytest.raises(ValueError, match=r"param group 0: lr must be >= 0, got -1\.0"):
+        optimizer.load_state_dict(optimizer.state_dict())
+    assert optimizer.param_groups[0]["lr"] == 0.01
+
+
+def test_a_checkpoint_taken_when_a_per_step_sequence_ends_loads():
+    params = make_params()
+    optimizer = descend.SGD(params, lr=[0.1, 0.05, 0.01])
+    trajectory(optimizer, params, 3)
+    fresh = descend.SGD(make_params(), lr=0.5)
+    fresh.load_state_dict(optimizer.state_dict())
+    assert fresh.param_groups[0]["step"] == 3 and fresh.hyperparameters(step=2)["lr"] == 0.01
+    with pytest.raises(IndexError, match="step 3 is past its end"):
+        fresh.hyperparameters()
+
+
+def test_repr_survives_a_schedule_that_raises():
+    params = make_params()
+    optimizer = descend.SGD(params, lr=lambda step: 1 / (1 - step))
+    assert "lr: <function" in repr(optimizer) and "(now 1.0)" in repr(optimizer)
+    optimizer.param_groups[0]["step"] = 1
+    assert "(now division by zero)" in repr(optimizer)
+
+
+def test_numpy_bools_and_tensor_betas_are_accepted_like_torch():
+    optimizer = descend.Adam(make_params(), maximize=np.bool_(True), betas=torch.tensor([0.8, 0.9]))
+    assert optimizer.param_groups[0]["maximize"] is True
+    assert optimizer.hyperparameters()["betas"] == (0.8, 0.9)
+    torch.optim.Adam(make_params(), maximize=np.bool_(True), betas=torch.tensor([0.8, 0.9]))

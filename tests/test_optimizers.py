@@ -243,6 +243,9 @@ def test_step_that_raises_changes_nothing(record, impl, failure):
         assert torch.equal(p.detach(), q)
     after = optimizer.state_dict()
     assert [g["step"] for g in after["param_groups"]] == [5, 5]
+    assert set(after["state"]) == set(state["state"])
+    for key, entries in state["state"].items():
+        assert set(after["state"][key]) == set(entries), key
     for key, entries in state["state"].items():
         for name, value in entries.items():
             assert torch.equal(after["state"][key][name], value), (key, name)

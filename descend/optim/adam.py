@@ -162,9 +162,11 @@ class Adam(Optimizer):
         decoupled_weight_decay: bool = False,
         impl: str | None = None,
     ) -> None:
+        if isinstance(betas, (list, torch.Tensor)):
+            betas = tuple(betas)
         defaults = dict(
             lr=lr,
-            betas=tuple(betas) if isinstance(betas, list) else betas,
+            betas=betas,
             eps=eps,
             weight_decay=weight_decay,
             amsgrad=amsgrad,
@@ -180,16 +182,14 @@ class Adam(Optimizer):
 
     def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
         amsgrad = group["amsgrad"]
+        moments = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if amsgrad else [])
         for param in params:
             state = self.state[param]
-            if not state:
+            if "step" not in state:
                 state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
-                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            if amsgrad and "max_exp_avg_sq" not in state:
-                state["max_exp_avg_sq"] = torch.zeros_like(
-                    param, memory_format=torch.preserve_format
-                )
+            for name in moments:  # each on its own: amsgrad may be switched on mid-run
+                if name not in state:
+                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
         states = [self.state[p] for p in params]
         update = adam_loop if self._impl(group, params) == "loop" else adam_foreach
         beta1, beta2 = values["betas"]

@@ -189,7 +189,7 @@ class SGD(Optimizer):
         if buffers is not None:
             for param, buffer in zip(params, buffers):
                 state = self.state[param]
-                if "momentum_buffer" not in state:
+                if state.get("momentum_buffer") is None:  # new, or None in old checkpoints
                     state["momentum_buffer"] = (
                         torch.view_as_complex(buffer) if param.is_complex() else buffer
                     )
