@@ -41,21 +41,84 @@ def loss_at(params: list[torch.Tensor], step: int) -> torch.Tensor:
     return loss
 
 
+def make_matrices(complex_param: bool = False) -> list[torch.Tensor]:
+    """Fresh float64 2-D parameters only (for optimizers such as Muon), the same every call;
+    the third gets a gradient only on even steps."""
+    generator = torch.Generator().manual_seed(4321)
+    shapes = [(4, 3), (3, 5), (2, 6)]
+    return [
+        torch.randn(s, generator=generator, dtype=torch.float64).requires_grad_() for s in shapes
+    ]
+
+
+def matrices_loss_at(params: list[torch.Tensor], step: int) -> torch.Tensor:
+    """A smooth non-quadratic loss of two stacked layers; the third matrix counts on even steps."""
+    first, second, sometimes = params
+    inputs, targets = _INPUTS.to(first.device), _TARGETS.to(first.device)
+    hidden = torch.tanh(torch.tanh(inputs @ first) @ second)
+    loss = (hidden.sum(1) - targets).pow(2).mean() + 0.01 * torch.log(torch.cosh(3 * first)).sum()
+    if step % 2 == 0:
+        loss = loss + torch.sin(sometimes).pow(2).sum() + 0.1 * sometimes.pow(4).sum()
+    return loss
+
+
+def make_tables(complex_param: bool = False) -> list[torch.Tensor]:
+    """Fresh float64 embedding tables (for sparse-gradient optimizers), the same every call."""
+    generator = torch.Generator().manual_seed(2468)
+    shapes = [(10, 3), (6, 2)]
+    return [
+        torch.randn(s, generator=generator, dtype=torch.float64).requires_grad_() for s in shapes
+    ]
+
+
+def tables_loss_at(params: list[torch.Tensor], step: int) -> torch.Tensor:
+    """A loss whose gradients are sparse: each step looks up a few rows of each table."""
+    first, second = params
+    rows = torch.tensor([step % 10, (3 * step + 1) % 10, 7], device=first.device)
+    picked = F.embedding(rows, first, sparse=True)
+    loss = torch.tanh(picked).pow(2).sum() + 0.1 * picked.pow(4).sum()
+    other = F.embedding(rows % 6, second, sparse=True)
+    return loss + torch.log(torch.cosh(2 * other)).sum()
+
+
+PROBLEMS: dict[str, tuple[Callable[[bool], list[torch.Tensor]], Callable]] = {
+    "dense": (make_params, loss_at),
+    "matrices": (make_matrices, matrices_loss_at),
+    "sparse": (make_tables, tables_loss_at),
+}
+"""Test problems by name: (make the parameters, the loss at a step)."""
+
+
 def trajectory(
     optimizer: torch.optim.Optimizer,
     params: list[torch.Tensor],
     steps: int,
     start: int = 0,
     before_step: Callable[[torch.optim.Optimizer, int], None] | None = None,
+    loss: Callable[[list[torch.Tensor], int], torch.Tensor] = loss_at,
+    closure: bool = False,
 ) -> list[list[torch.Tensor]]:
-    """Run ``steps`` steps; return a copy of the parameters after each."""
+    """Run ``steps`` steps; return a copy of the parameters after each.
+
+    With ``closure``, each step is ``optimizer.step(closure)`` (as LBFGS needs), the
+    closure zeroing the gradients, evaluating ``loss`` and back-propagating.
+    """
     history = []
     for step in range(start, start + steps):
-        optimizer.zero_grad()
-        loss_at(params, step).backward()
+
+        def evaluate(step: int = step) -> torch.Tensor:
+            optimizer.zero_grad()
+            value = loss(params, step)
+            value.backward()
+            return value
+
         if before_step is not None:
             before_step(optimizer, step)
-        optimizer.step()
+        if closure:
+            optimizer.step(evaluate)
+        else:
+            evaluate()
+            optimizer.step()
         history.append([p.detach().clone() for p in params])
     return history
 
