@@ -105,7 +105,9 @@ class Optimizer(torch.optim.Optimizer):
     """Implementations this optimizer has; ``"loop"`` is the reference."""
     per_element_state: ClassVar[tuple[str, ...]] = ()
     """State entries shaped like their parameter (checked by ``load_state_dict``)."""
-    supports_sparse_grad: ClassVar[bool] = False
+    sparse_grad: ClassVar[str] = "refused"
+    """Sparse gradients: ``"refused"``, ``"accepted"`` (handled by the loop) or
+    ``"required"`` (dense ones are refused, as SparseAdam does)."""
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         defaults = dict(defaults)
@@ -321,10 +323,16 @@ class Optimizer(torch.optim.Optimizer):
         values = self._resolve(group, group["step"], where)
         params = [p for p in group["params"] if p.grad is not None]
         for p in params:
-            if p.grad.is_sparse and not self.supports_sparse_grad:
+            if p.grad.is_sparse and self.sparse_grad == "refused":
                 raise RuntimeError(
                     f"{where}{type(self).__name__} does not support sparse gradients; a "
                     f"parameter of shape {tuple(p.shape)} has one"
+                )
+            if not p.grad.is_sparse and self.sparse_grad == "required":
+                raise RuntimeError(
+                    f"{where}{type(self).__name__} needs sparse gradients, as from "
+                    f"nn.Embedding(sparse=True); a parameter of shape {tuple(p.shape)} has a "
+                    "dense one"
                 )
             if p.grad.shape != p.shape:
                 raise RuntimeError(

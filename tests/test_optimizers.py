@@ -141,6 +141,9 @@ def _dynamic_kwargs(record: Record, kind: str) -> tuple[dict, dict]:
         entries = value if isinstance(rule, tuple) else (value,)
         dynamic = []
         for entry in entries:
+            if entry is None:  # e.g. Adafactor's eps=(None, 1e-3): None means "automatic"
+                dynamic.append(None)
+                continue
             entry = float(entry)
             if entry == 0:
                 dynamic.append(entry)
@@ -168,7 +171,9 @@ def test_every_hyperparameter_can_be_dynamic(record, impl, kind):
     def set_by_hand(optimizer, step):
         for name, value in plain.items():
             if isinstance(value, tuple):
-                optimizer.param_groups[0][name] = tuple(_scaled(float(v), step) for v in value)
+                optimizer.param_groups[0][name] = tuple(
+                    None if v is None else _scaled(float(v), step) for v in value
+                )
             else:
                 optimizer.param_groups[0][name] = _scaled(float(value), step)
 

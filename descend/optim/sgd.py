@@ -124,7 +124,7 @@ class SGD(Optimizer):
     }
     flags = ("nesterov", "maximize")
     per_element_state = ("momentum_buffer",)
-    supports_sparse_grad = True
+    sparse_grad = "accepted"
 
     def __init__(
         self,
