@@ -96,7 +96,7 @@ def adam_foreach(
 
 
 class Adam(Optimizer):
-    r"""Adam (Kingma & Ba, 2015), optionally AMSGrad and AdamW; torch.optim.Adam's drop-in.
+    r"""Adam (Kingma & Ba, 2015), optionally AMSGrad and AdamW; a drop-in for torch's Adam.
 
     With gradient :math:`g_t` (negated when ``maximize``) and step :math:`t`:
 
@@ -211,7 +211,7 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    r"""AdamW: Adam with decoupled weight decay (default 1e-2); torch.optim.AdamW's drop-in.
+    r"""AdamW: Adam with decoupled weight decay (default 1e-2); a drop-in for torch's AdamW.
 
     The parameters shrink by :math:`(1 - \text{lr}\,\lambda)` before the Adam update
     instead of :math:`\lambda p` being added to the gradient. Same arguments as

@@ -83,7 +83,7 @@ def sgd_foreach(
 
 
 class SGD(Optimizer):
-    r"""Stochastic gradient descent, optionally with momentum; torch.optim.SGD's drop-in.
+    r"""Stochastic gradient descent, optionally with momentum; a drop-in for torch's SGD.
 
     With gradient :math:`g_t` (negated when ``maximize``), weight decay :math:`\lambda`,
     momentum :math:`\mu` and dampening :math:`\tau`:
