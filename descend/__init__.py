@@ -4,9 +4,19 @@ Every optimizer is a :class:`torch.optim.Optimizer` with torch.optim's names, de
 state keys; its math is a pure function over lists of tensors (see :mod:`descend.optim`).
 """
 
-from descend.optim import SGD, Adam, AdamW
+from descend.optim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, RMSprop
 from descend.optimizer import Optimizer
 
 __version__ = "0.1.0"
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "__version__"]
+__all__ = [
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Optimizer",
+    "RMSprop",
+    "__version__",
+]

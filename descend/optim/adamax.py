@@ -1,0 +1,174 @@
+"""Adamax: Adam with the second moment replaced by an exponentially weighted infinity norm."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from descend.hyperparams import Rule, in_unit_interval, nonnegative
+from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype, scalar_dtype
+
+
+def adamax_loop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_infs: list[Tensor],
+    steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """Adamax, one tensor at a time (the reference). Updates params and state in place.
+
+    ``steps`` holds each tensor's step count (0-d tensors), incremented here.
+    """
+    for i, param in enumerate(params):
+        grad = -grads[i] if maximize else grads[i]
+        steps[i] += 1
+        if weight_decay != 0:
+            grad = grad.add(param, alpha=weight_decay)
+        exp_avgs[i].lerp_(grad, 1 - beta1)
+        # u_t = max(beta2 * u_{t-1}, |g_t| + eps), elementwise
+        torch.maximum(exp_infs[i].mul_(beta2), grad.abs().add_(eps), out=exp_infs[i])
+        step_size = lr / (1 - beta1 ** steps[i].item())
+        param.addcdiv_(exp_avgs[i], exp_infs[i], value=-step_size)
+
+
+@per_device_and_dtype
+def adamax_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_infs: list[Tensor],
+    steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """Adamax over all tensors at once with ``torch._foreach_*`` ops; same contract as
+    :func:`adamax_loop`."""
+    grads = torch._foreach_neg(grads) if maximize else grads
+    torch._foreach_add_(steps, 1)
+    if weight_decay != 0:
+        if maximize:
+            torch._foreach_add_(grads, params, alpha=weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_infs, beta2)
+    magnitudes = torch._foreach_abs(grads)
+    torch._foreach_add_(magnitudes, eps)
+    torch._foreach_maximum_(exp_infs, magnitudes)
+    step_sizes = [-lr / (1 - beta1 ** step.item()) for step in steps]
+    torch._foreach_addcdiv_(params, exp_avgs, exp_infs, step_sizes)
+
+
+class Adamax(Optimizer):
+    r"""Adamax (Kingma & Ba, 2015, section 7.1); a drop-in for torch's Adamax.
+
+    With gradient :math:`g_t` (negated when ``maximize``), weight decay :math:`\lambda`
+    and step :math:`t`:
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda p_{t-1}, \quad
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad
+        u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon), \\
+        p_t &= p_{t-1} - \frac{\text{lr}}{1 - \beta_1^t} \cdot \frac{m_t}{u_t}
+
+    Args:
+        params: tensors, ``(name, tensor)`` pairs or parameter-group dicts.
+        lr: learning rate (default 2e-3); may be a tensor.
+        betas: decay rates :math:`(\beta_1, \beta_2)` of the first moment and of the
+            infinity norm (default (0.9, 0.999)); each in [0, 1).
+        eps: added to :math:`|g_t|` (default 1e-8).
+        weight_decay: L2 penalty :math:`\lambda` added to the gradient (default 0).
+        foreach, capturable, differentiable: torch.optim's keywords, translated to
+            ``impl``; ``capturable`` has no effect.
+        maximize: ascend the objective instead of descending it.
+        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
+            None picks the fastest.
+
+    Every number above may also be a schedule, a one-element tensor or a sequence of
+    per-step values (see :mod:`descend.hyperparams`). State per parameter: ``step``,
+    ``exp_avg`` (:math:`m`) and ``exp_inf`` (:math:`u`), as in torch.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> optimizer = Adamax(model.parameters(), lr=2e-3, betas=(0.9, 0.99))
+        >>> model(torch.ones(1, 4)).sum().backward()
+        >>> optimizer.step()
+    """
+
+    hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
+        "lr": nonnegative,
+        "betas": (in_unit_interval, in_unit_interval),
+        "eps": nonnegative,
+        "weight_decay": nonnegative,
+    }
+    flags = ("maximize",)
+    per_element_state = ("exp_avg", "exp_inf")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 2e-3,
+        betas: tuple[Any, Any] = (0.9, 0.999),
+        eps: Any = 1e-8,
+        weight_decay: Any = 0,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+        impl: str | None = None,
+    ) -> None:
+        if isinstance(betas, (list, torch.Tensor)):
+            betas = tuple(betas)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            capturable=capturable,
+            impl=impl,
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
+        for param in params:
+            state = self.state[param]
+            if "step" not in state:
+                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
+            for name in ("exp_avg", "exp_inf"):
+                if name not in state:
+                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        states = [self.state[p] for p in params]
+        update = adamax_loop if self._impl(group, params) == "loop" else adamax_foreach
+        beta1, beta2 = values["betas"]
+        update(
+            [as_real(p) for p in params],
+            [as_real(p.grad) for p in params],
+            [as_real(s["exp_avg"]) for s in states],
+            [as_real(s["exp_inf"]) for s in states],
+            [s["step"] for s in states],
+            lr=values["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=values["eps"],
+            weight_decay=values["weight_decay"],
+            maximize=group["maximize"],
+        )

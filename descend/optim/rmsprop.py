@@ -1,0 +1,215 @@
+"""RMSprop: gradients divided by a running RMS, optionally centered and with momentum."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from descend.hyperparams import Rule, nonnegative
+from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype, scalar_dtype
+
+
+def rmsprop_loop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    square_avgs: list[Tensor],
+    grad_avgs: list[Tensor] | None,
+    momentum_buffers: list[Tensor] | None,
+    steps: list[Tensor],
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    maximize: bool,
+) -> None:
+    """RMSprop, one tensor at a time (the reference). Updates params and state in place.
+
+    ``grad_avgs`` is given for the centered variant and None otherwise;
+    ``momentum_buffers`` is given when ``momentum > 0`` and None otherwise. ``steps``
+    holds each tensor's step count (0-d tensors), incremented here.
+    """
+    for i, param in enumerate(params):
+        grad = -grads[i] if maximize else grads[i]
+        steps[i] += 1
+        if weight_decay != 0:
+            grad = grad.add(param, alpha=weight_decay)
+        square_avgs[i].mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+        if grad_avgs is not None:
+            grad_avgs[i].lerp_(grad, 1 - alpha)
+            # the running variance: E[g^2] - E[g]^2
+            denom = square_avgs[i].addcmul(grad_avgs[i], grad_avgs[i], value=-1).sqrt_()
+        else:
+            denom = square_avgs[i].sqrt()
+        denom.add_(eps)
+        if momentum_buffers is not None:
+            momentum_buffers[i].mul_(momentum).addcdiv_(grad, denom)
+            param.add_(momentum_buffers[i], alpha=-lr)
+        else:
+            param.addcdiv_(grad, denom, value=-lr)
+
+
+@per_device_and_dtype
+def rmsprop_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    square_avgs: list[Tensor],
+    grad_avgs: list[Tensor] | None,
+    momentum_buffers: list[Tensor] | None,
+    steps: list[Tensor],
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    maximize: bool,
+) -> None:
+    """RMSprop over all tensors at once with ``torch._foreach_*`` ops; same contract as
+    :func:`rmsprop_loop`."""
+    grads = torch._foreach_neg(grads) if maximize else grads
+    torch._foreach_add_(steps, 1)
+    if weight_decay != 0:
+        if maximize:
+            torch._foreach_add_(grads, params, alpha=weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_mul_(square_avgs, alpha)
+    torch._foreach_addcmul_(square_avgs, grads, grads, 1 - alpha)
+    if grad_avgs is not None:
+        torch._foreach_lerp_(grad_avgs, grads, 1 - alpha)
+        denoms = torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, -1)
+        torch._foreach_sqrt_(denoms)
+    else:
+        denoms = torch._foreach_sqrt(square_avgs)
+    torch._foreach_add_(denoms, eps)
+    if momentum_buffers is not None:
+        torch._foreach_mul_(momentum_buffers, momentum)
+        torch._foreach_addcdiv_(momentum_buffers, grads, denoms)
+        torch._foreach_add_(params, momentum_buffers, alpha=-lr)
+    else:
+        torch._foreach_addcdiv_(params, grads, denoms, -lr)
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (Tieleman & Hinton, 2012), centered as in Graves (2013); a drop-in
+    for torch's RMSprop.
+
+    With gradient :math:`g_t` (negated when ``maximize``), weight decay :math:`\lambda`,
+    smoothing :math:`\alpha` and momentum :math:`\mu`:
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda p_{t-1}, \quad
+        v_t = \alpha v_{t-1} + (1 - \alpha) g_t^2, \quad
+        \bar g_t = \alpha \bar g_{t-1} + (1 - \alpha) g_t \text{ (centered)}, \\
+        d_t &= \frac{g_t}{\sqrt{v_t - \bar g_t^2} + \epsilon}
+              \;\Big(\frac{g_t}{\sqrt{v_t} + \epsilon} \text{ if not centered}\Big), \quad
+        b_t = \mu b_{t-1} + d_t, \quad
+        p_t = p_{t-1} - \text{lr} \cdot (b_t \text{ if } \mu > 0 \text{ else } d_t)
+
+    Args:
+        params: tensors, ``(name, tensor)`` pairs or parameter-group dicts.
+        lr: learning rate (default 1e-2); may be a tensor.
+        alpha: smoothing constant :math:`\alpha` of the running averages (default 0.99);
+            any value >= 0, as torch allows.
+        eps: added to the denominator (default 1e-8).
+        weight_decay: L2 penalty :math:`\lambda` added to the gradient (default 0).
+        momentum: momentum factor :math:`\mu` (default 0: no buffer is kept).
+        centered: divide by the running variance of the gradient instead of its
+            running second moment (Graves, 2013).
+        capturable, foreach, differentiable: torch.optim's keywords, translated to
+            ``impl``; ``capturable`` has no effect.
+        maximize: ascend the objective instead of descending it.
+        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
+            None picks the fastest.
+
+    Every number above may also be a schedule, a one-element tensor or a sequence of
+    per-step values (see :mod:`descend.hyperparams`). State per parameter, as in torch:
+    ``step`` and ``square_avg``; ``momentum_buffer`` if momentum is above 0 at the
+    parameter's first step; ``grad_avg`` if centered then.
+
+    Differences from torch, on purpose:
+
+    - Momentum (or ``centered``) switched on after a parameter's first step starts its
+      buffer (``grad_avg``) at zero, where torch raises ``KeyError``.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> optimizer = RMSprop(model.parameters(), lr=1e-3, momentum=0.9, centered=True)
+        >>> model(torch.ones(1, 4)).sum().backward()
+        >>> optimizer.step()
+    """
+
+    hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
+        "lr": nonnegative,
+        "alpha": nonnegative,
+        "eps": nonnegative,
+        "weight_decay": nonnegative,
+        "momentum": nonnegative,
+    }
+    flags = ("centered", "maximize")
+    per_element_state = ("square_avg", "momentum_buffer", "grad_avg")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-2,
+        alpha: Any = 0.99,
+        eps: Any = 1e-8,
+        weight_decay: Any = 0,
+        momentum: Any = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        *,
+        impl: str | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            alpha=alpha,
+            eps=eps,
+            centered=centered,
+            weight_decay=weight_decay,
+            capturable=capturable,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            impl=impl,
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
+        with_momentum = values["momentum"] > 0
+        centered = group["centered"]
+        for param in params:
+            state = self.state[param]
+            if "step" not in state:
+                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
+            needed = ["square_avg"]
+            needed += ["momentum_buffer"] if with_momentum else []
+            needed += ["grad_avg"] if centered else []
+            for name in needed:
+                if name not in state:
+                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        states = [self.state[p] for p in params]
+        update = rmsprop_loop if self._impl(group, params) == "loop" else rmsprop_foreach
+        update(
+            [as_real(p) for p in params],
+            [as_real(p.grad) for p in params],
+            [as_real(s["square_avg"]) for s in states],
+            [as_real(s["grad_avg"]) for s in states] if centered else None,
+            [as_real(s["momentum_buffer"]) for s in states] if with_momentum else None,
+            [s["step"] for s in states],
+            lr=values["lr"],
+            alpha=values["alpha"],
+            eps=values["eps"],
+            weight_decay=values["weight_decay"],
+            momentum=values["momentum"],
+            maximize=group["maximize"],
+        )
