@@ -4,19 +4,35 @@ Every optimizer is a :class:`torch.optim.Optimizer` with torch.optim's names, de
 state keys; its math is a pure function over lists of tensors (see :mod:`descend.optim`).
 """
 
-from descend.optim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, RMSprop
+from descend.optim import (
+    ASGD,
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    NAdam,
+    RAdam,
+    RMSprop,
+    Rprop,
+)
 from descend.optimizer import Optimizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASGD",
     "SGD",
     "Adadelta",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
+    "NAdam",
     "Optimizer",
+    "RAdam",
     "RMSprop",
+    "Rprop",
     "__version__",
 ]

@@ -4,7 +4,23 @@ from descend.optim.adadelta import Adadelta
 from descend.optim.adagrad import Adagrad
 from descend.optim.adam import Adam, AdamW
 from descend.optim.adamax import Adamax
+from descend.optim.asgd import ASGD
+from descend.optim.nadam import NAdam
+from descend.optim.radam import RAdam
 from descend.optim.rmsprop import RMSprop
+from descend.optim.rprop import Rprop
 from descend.optim.sgd import SGD
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "RMSprop"]
+__all__ = [
+    "ASGD",
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
+]
