@@ -6,6 +6,7 @@ state keys; its math is a pure function over lists of tensors (see :mod:`descend
 
 from descend.optim import (
     ASGD,
+    LBFGS,
     SGD,
     Adadelta,
     Adagrad,
@@ -16,6 +17,7 @@ from descend.optim import (
     RAdam,
     RMSprop,
     Rprop,
+    SparseAdam,
 )
 from descend.optimizer import Optimizer
 
@@ -23,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ASGD",
+    "LBFGS",
     "SGD",
     "Adadelta",
     "Adagrad",
@@ -34,5 +37,6 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "Rprop",
+    "SparseAdam",
     "__version__",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.problem import assert_same_state, assert_same_trajectory, make_params, trajectory
+from tests.problem import assert_same_state, assert_same_trajectory
 from tests.table import RECORDS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -22,9 +22,9 @@ def test_trajectory_on_cuda_matches_torch(record, impl):
         lambda params: record.cls(params, **config.kwargs, impl=impl),
         lambda params: record.oracle(params, **config.for_oracle()),
     ):
-        params = [p.detach().cuda().requires_grad_() for p in make_params()]
+        params = [p.detach().cuda().requires_grad_() for p in record.make_params()]
         optimizer = make(params)
-        runs.append((trajectory(optimizer, params, 20), optimizer))
+        runs.append((record.run(optimizer, params, 20), optimizer))
     (ours, ours_opt), (theirs, theirs_opt) = runs
     assert_same_trajectory(ours, theirs)
     assert_same_state(ours_opt, theirs_opt)

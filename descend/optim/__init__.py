@@ -5,14 +5,17 @@ from descend.optim.adagrad import Adagrad
 from descend.optim.adam import Adam, AdamW
 from descend.optim.adamax import Adamax
 from descend.optim.asgd import ASGD
+from descend.optim.lbfgs import LBFGS
 from descend.optim.nadam import NAdam
 from descend.optim.radam import RAdam
 from descend.optim.rmsprop import RMSprop
 from descend.optim.rprop import Rprop
 from descend.optim.sgd import SGD
+from descend.optim.sparse_adam import SparseAdam
 
 __all__ = [
     "ASGD",
+    "LBFGS",
     "SGD",
     "Adadelta",
     "Adagrad",
@@ -23,4 +26,5 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "Rprop",
+    "SparseAdam",
 ]
