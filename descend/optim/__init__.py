@@ -1,11 +1,13 @@
 """The algorithms: one module per family, each with its class and its pure update functions."""
 
 from descend.optim.adadelta import Adadelta
+from descend.optim.adafactor import Adafactor
 from descend.optim.adagrad import Adagrad
 from descend.optim.adam import Adam, AdamW
 from descend.optim.adamax import Adamax
 from descend.optim.asgd import ASGD
 from descend.optim.lbfgs import LBFGS
+from descend.optim.muon import Muon
 from descend.optim.nadam import NAdam
 from descend.optim.radam import RAdam
 from descend.optim.rmsprop import RMSprop
@@ -18,10 +20,12 @@ __all__ = [
     "LBFGS",
     "SGD",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
+    "Muon",
     "NAdam",
     "RAdam",
     "RMSprop",
