@@ -350,6 +350,23 @@ class Optimizer(torch.optim.Optimizer):
         """Apply one update to ``params`` (those of ``group`` with a gradient)."""
         raise NotImplementedError
 
+    def _lazy_state(self, params: Sequence[torch.Tensor], zeros: Iterable[str]) -> list[dict]:
+        """Each parameter's state, given a ``step`` counter (a 0-d tensor, as torch keeps
+        it) and zero tensors shaped like the parameter under the names in ``zeros``, where
+        they are missing: at a parameter's first step, or when an option that needs one
+        (AMSGrad, say) is switched on later."""
+        zeros = tuple(zeros)
+        states = []
+        for param in params:
+            state = self.state[param]
+            if "step" not in state:
+                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
+            for name in zeros:
+                if name not in state:
+                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            states.append(state)
+        return states
+
     def _impl(self, group: dict[str, Any], params: Sequence[torch.Tensor]) -> str:
         """The implementation for this group: its ``impl``, or the fastest one.
 

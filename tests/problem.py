@@ -21,6 +21,24 @@ def make_params(complex_param: bool = False) -> list[torch.Tensor]:
     return [p.requires_grad_() for p in params]
 
 
+def make_float32_params() -> list[torch.Tensor]:
+    """The dense problem's parameters (with the complex one) in float32 and complex64."""
+    return [
+        p.detach().to(torch.complex64 if p.is_complex() else torch.float32).requires_grad_()
+        for p in make_params(complex_param=True)
+    ]
+
+
+def float32_loss_at(params: list[torch.Tensor], step: int) -> torch.Tensor:
+    """A loss of any dtype (the other problems are float64 only); the fourth parameter and
+    the fifth count only on even steps."""
+    total = 0
+    for p in params[: 3 if step % 2 else len(params)]:
+        x = torch.view_as_real(p) if p.is_complex() else p
+        total = total + (torch.sin(3 * x) + x * x).sum()
+    return total
+
+
 _generator = torch.Generator().manual_seed(99)
 _INPUTS = torch.randn(8, 4, generator=_generator, dtype=torch.float64)
 _TARGETS = torch.randn(8, generator=_generator, dtype=torch.float64)

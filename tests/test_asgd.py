@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from descend.optim.asgd import ASGD
-from tests.problem import assert_close, assert_same_trajectory, make_params, trajectory
+from tests.problem import (
+    assert_close,
+    assert_same_trajectory,
+    float32_loss_at,
+    make_float32_params,
+    make_params,
+    trajectory,
+)
 
 
 @pytest.mark.usefixtures("float64_default")
@@ -26,22 +33,6 @@ def test_ax_averages_the_iterates_from_step_t0_plus_2(impl):
         assert float(optimizer.state[param]["mu"]) == 1 / (12 - 2)
 
 
-def _float32_params() -> list[torch.Tensor]:
-    return [
-        p.detach().to(torch.complex64 if p.is_complex() else torch.float32).requires_grad_()
-        for p in make_params(complex_param=True)
-    ]
-
-
-def _float32_loss(params: list[torch.Tensor], step: int) -> torch.Tensor:
-    """A loss of any dtype (the shared problem is float64 only)."""
-    total = 0
-    for p in params[: 3 if step % 2 else len(params)]:
-        x = torch.view_as_real(p) if p.is_complex() else p
-        total = total + (torch.sin(3 * x) + x * x).sum()
-    return total
-
-
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
 def test_float32_state_has_torchs_dtypes_and_devices(impl):
     """``step``, ``eta`` and ``mu`` are 0-d tensors of the default dtype, as in torch."""
@@ -49,9 +40,9 @@ def test_float32_state_has_torchs_dtypes_and_devices(impl):
     kwargs = {"lr": 0.05, "lambd": 0.1, "t0": 3.0}
     runs = []
     for make in (lambda p: ASGD(p, **kwargs, impl=impl), lambda p: torch.optim.ASGD(p, **kwargs)):
-        params = _float32_params()
+        params = make_float32_params()
         optimizer = make(params)
-        runs.append((trajectory(optimizer, params, 10, loss=_float32_loss), optimizer))
+        runs.append((trajectory(optimizer, params, 10, loss=float32_loss_at), optimizer))
     (ours, ours_opt), (theirs, theirs_opt) = runs
     assert_same_trajectory(ours, theirs, rtol=1e-5)
     for p, q in zip(ours_opt.param_groups[0]["params"], theirs_opt.param_groups[0]["params"]):

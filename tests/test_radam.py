@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from descend.optim.radam import RAdam, rectification
-from tests.problem import assert_same_state, assert_same_trajectory, make_params, trajectory
+from tests.problem import (
+    assert_same_state,
+    assert_same_trajectory,
+    float32_loss_at,
+    make_float32_params,
+    make_params,
+    trajectory,
+)
 
 
 @pytest.mark.parametrize(
@@ -35,30 +42,14 @@ def test_switch_to_the_rectified_step_matches_torch(beta2, impl):
     assert_same_state(ours, theirs)
 
 
-def _float32_params() -> list[torch.Tensor]:
-    return [
-        p.detach().to(torch.complex64 if p.is_complex() else torch.float32).requires_grad_()
-        for p in make_params(complex_param=True)
-    ]
-
-
-def _float32_loss(params: list[torch.Tensor], step: int) -> torch.Tensor:
-    """A loss of any dtype (the shared problem is float64 only)."""
-    total = 0
-    for p in params[: 3 if step % 2 else len(params)]:
-        x = torch.view_as_real(p) if p.is_complex() else p
-        total = total + (torch.sin(3 * x) + x * x).sum()
-    return total
-
-
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
 def test_float32_state_has_torchs_dtypes_and_devices(impl):
     assert torch.get_default_dtype() == torch.float32
     runs = []
     for make in (lambda p: RAdam(p, lr=0.01, impl=impl), lambda p: torch.optim.RAdam(p, lr=0.01)):
-        params = _float32_params()
+        params = make_float32_params()
         optimizer = make(params)
-        runs.append((trajectory(optimizer, params, 10, loss=_float32_loss), optimizer))
+        runs.append((trajectory(optimizer, params, 10, loss=float32_loss_at), optimizer))
     (ours, ours_opt), (theirs, theirs_opt) = runs
     assert_same_trajectory(ours, theirs, rtol=1e-5)
     for p, q in zip(ours_opt.param_groups[0]["params"], theirs_opt.param_groups[0]["params"]):

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype, scalar_dtype
+from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype
 
 
 def in_closed_unit_interval(name: str, value: float) -> None:
@@ -156,14 +156,7 @@ class Adadelta(Optimizer):
         super().__init__(params, defaults)
 
     def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
-        for param in params:
-            state = self.state[param]
-            if "step" not in state:
-                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
-            for name in ("square_avg", "acc_delta"):
-                if name not in state:
-                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        states = [self.state[p] for p in params]
+        states = self._lazy_state(params, ("square_avg", "acc_delta"))
         update = adadelta_loop if self._impl(group, params) == "loop" else adadelta_foreach
         update(
             [as_real(p) for p in params],

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype, scalar_dtype
+from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype
 
 
 def adam_loop(
@@ -183,14 +183,7 @@ class Adam(Optimizer):
     def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
         amsgrad = group["amsgrad"]
         moments = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if amsgrad else [])
-        for param in params:
-            state = self.state[param]
-            if "step" not in state:
-                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
-            for name in moments:  # each on its own: amsgrad may be switched on mid-run
-                if name not in state:
-                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        states = [self.state[p] for p in params]
+        states = self._lazy_state(params, moments)
         update = adam_loop if self._impl(group, params) == "loop" else adam_foreach
         beta1, beta2 = values["betas"]
         update(

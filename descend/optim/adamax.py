@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype, scalar_dtype
+from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype
 
 
 def adamax_loop(
@@ -149,14 +149,7 @@ class Adamax(Optimizer):
         super().__init__(params, defaults)
 
     def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
-        for param in params:
-            state = self.state[param]
-            if "step" not in state:
-                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
-            for name in ("exp_avg", "exp_inf"):
-                if name not in state:
-                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        states = [self.state[p] for p in params]
+        states = self._lazy_state(params, ("exp_avg", "exp_inf"))
         update = adamax_loop if self._impl(group, params) == "loop" else adamax_foreach
         beta1, beta2 = values["betas"]
         update(

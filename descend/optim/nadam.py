@@ -215,16 +215,10 @@ class NAdam(Optimizer):
                 param_state["mu_product"] = torch.tensor(float(product), dtype=scalar_dtype())
 
     def _update(self, group: dict[str, Any], values: dict, params: list[Tensor]) -> None:
-        for param in params:
-            state = self.state[param]
-            if "step" not in state:
-                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
+        states = self._lazy_state(params, ("exp_avg", "exp_avg_sq"))
+        for state in states:
             if "mu_product" not in state:
                 state["mu_product"] = torch.tensor(1.0, dtype=scalar_dtype())
-            for name in ("exp_avg", "exp_avg_sq"):
-                if name not in state:
-                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        states = [self.state[p] for p in params]
         update = nadam_loop if self._impl(group, params) == "loop" else nadam_foreach
         beta1, beta2 = values["betas"]
         update(

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
-from descend.optimizer import Optimizer, as_real, per_device_and_dtype, scalar_dtype
+from descend.optimizer import Optimizer, as_real, per_device_and_dtype
 
 RECTIFY_ABOVE = 5.0
 """The adaptive step is used once the approximated SMA length exceeds this (as torch)."""
@@ -208,14 +208,7 @@ class RAdam(Optimizer):
         super().__init__(params, defaults)
 
     def _update(self, group: dict[str, Any], values: dict, params: list[Tensor]) -> None:
-        for param in params:
-            state = self.state[param]
-            if "step" not in state:
-                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
-            for name in ("exp_avg", "exp_avg_sq"):
-                if name not in state:
-                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        states = [self.state[p] for p in params]
+        states = self._lazy_state(params, ("exp_avg", "exp_avg_sq"))
         update = radam_loop if self._impl(group, params) == "loop" else radam_foreach
         beta1, beta2 = values["betas"]
         update(

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype, scalar_dtype
+from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype
 
 
 def rmsprop_loop(
@@ -187,17 +187,10 @@ class RMSprop(Optimizer):
     def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
         with_momentum = values["momentum"] > 0
         centered = group["centered"]
-        for param in params:
-            state = self.state[param]
-            if "step" not in state:
-                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
-            needed = ["square_avg"]
-            needed += ["momentum_buffer"] if with_momentum else []
-            needed += ["grad_avg"] if centered else []
-            for name in needed:
-                if name not in state:
-                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        states = [self.state[p] for p in params]
+        needed = ["square_avg"]
+        needed += ["momentum_buffer"] if with_momentum else []
+        needed += ["grad_avg"] if centered else []
+        states = self._lazy_state(params, needed)
         update = rmsprop_loop if self._impl(group, params) == "loop" else rmsprop_foreach
         update(
             [as_real(p) for p in params],
