@@ -157,7 +157,14 @@ class Optimizer(torch.optim.Optimizer):
             options["impl"] = wanted
 
     def _check_options(self, options: dict[str, Any], step: int, where: str) -> Values:
-        """Check flags, ``impl`` and every hyperparameter at ``step``; return the values."""
+        """Check flags, ``impl`` and every hyperparameter at ``step``; return the values.
+
+        Tuple-valued options given as a list or a tensor (``betas=[0.9, 0.99]``) become
+        tuples here, as torch accepts them.
+        """
+        for name, rule in self.hyperparameter_rules.items():
+            if isinstance(rule, tuple) and isinstance(options.get(name), (list, torch.Tensor)):
+                options[name] = tuple(options[name])
         for flag in self.flags:
             if isinstance(options.get(flag), np.bool_):
                 options[flag] = bool(options[flag])

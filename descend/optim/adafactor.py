@@ -251,8 +251,6 @@ class Adafactor(Optimizer):
         maximize: bool = False,
         impl: str | None = None,
     ) -> None:
-        if isinstance(eps, list):
-            eps = tuple(eps)
         defaults = dict(
             lr=lr,
             beta2_decay=beta2_decay,

@@ -162,8 +162,6 @@ class Adam(Optimizer):
         decoupled_weight_decay: bool = False,
         impl: str | None = None,
     ) -> None:
-        if isinstance(betas, (list, torch.Tensor)):
-            betas = tuple(betas)
         defaults = dict(
             lr=lr,
             betas=betas,

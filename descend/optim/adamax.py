@@ -133,8 +133,6 @@ class Adamax(Optimizer):
         capturable: bool = False,
         impl: str | None = None,
     ) -> None:
-        if isinstance(betas, (list, torch.Tensor)):
-            betas = tuple(betas)
         defaults = dict(
             lr=lr,
             betas=betas,

@@ -189,8 +189,6 @@ class NAdam(Optimizer):
         differentiable: bool = False,
         impl: str | None = None,
     ) -> None:
-        if isinstance(betas, (list, torch.Tensor)):
-            betas = tuple(betas)
         defaults = dict(
             lr=lr,
             betas=betas,

@@ -191,8 +191,6 @@ class RAdam(Optimizer):
         differentiable: bool = False,
         impl: str | None = None,
     ) -> None:
-        if isinstance(betas, (list, torch.Tensor)):
-            betas = tuple(betas)
         defaults = dict(
             lr=lr,
             betas=betas,

@@ -169,10 +169,6 @@ class Rprop(Optimizer):
         differentiable: bool = False,
         impl: str | None = None,
     ) -> None:
-        if isinstance(etas, (list, torch.Tensor)):
-            etas = tuple(etas)
-        if isinstance(step_sizes, (list, torch.Tensor)):
-            step_sizes = tuple(step_sizes)
         defaults = dict(
             lr=lr,
             etas=etas,

@@ -119,8 +119,6 @@ class SparseAdam(Optimizer):
         *,
         impl: str | None = None,
     ) -> None:
-        if isinstance(betas, (list, torch.Tensor)):
-            betas = tuple(betas)
         defaults = dict(lr=lr, betas=betas, eps=eps, maximize=maximize, impl=impl)
         super().__init__(params, defaults)
 
