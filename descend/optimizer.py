@@ -23,6 +23,7 @@ gathers tensors and calls the algorithm's pure update function.
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -195,7 +196,9 @@ class Optimizer(torch.optim.Optimizer):
         if is_step_sequence(value):
             if len(value) == 0:
                 raise ValueError(f"{where}{name} is an empty sequence of per-step values")
-            for step in range(len(value)):
+            if _all_within(value, rule):
+                return
+            for step in range(len(value)):  # find and name the first bad entry
                 rule(f"{where}{name}[{step}]", resolve(f"{where}{name}", value, step))
 
     def _resolve(self, options: dict[str, Any], step: int, where: str) -> Values:
@@ -266,12 +269,15 @@ class Optimizer(torch.optim.Optimizer):
         group["params"] = [params] if isinstance(params, torch.Tensor) else list(params)
         self._translate_torch_flags(group, index)
         known = set(self.defaults) | {"params", "param_names", "step"} | SCHEDULER_KEYS
-        unknown = sorted(set(group) - known)
-        if unknown:
-            raise ValueError(
-                f"{where}unknown option {unknown[0]!r} for {type(self).__name__}; its options "
-                f"are {', '.join(sorted(self.defaults))}"
-            )
+        for key in sorted(set(group) - known):
+            # Extra keys are carried along, as torch does (tools keep "name" or "lr_scale"
+            # in groups); one that looks like a misspelt option is refused.
+            close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.8)
+            if close:
+                raise ValueError(
+                    f"{where}unknown option {key!r} for {type(self).__name__}: did you mean "
+                    f"{close[0]!r}? Its options are {', '.join(sorted(self.defaults))}"
+                )
         for name, default in self.defaults.items():
             group.setdefault(name, default)
         group.setdefault("step", 0)
@@ -512,6 +518,30 @@ class Optimizer(torch.optim.Optimizer):
                 lines.append(f"    {key}: {text}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _all_within(sequence: Any, rule: Rule) -> bool:
+    """Whether every entry of a per-step sequence meets ``rule``, checked at once.
+
+    Rules accept an interval of numbers, so checking the smallest and largest entries
+    (and the absence of NaN) suffices. False when some entry fails or is not a number; the
+    caller then scans the entries one by one to name the first bad one.
+    """
+    try:
+        if isinstance(sequence, torch.Tensor):
+            numbers = sequence.detach().to("cpu", torch.float64).numpy()
+        else:
+            numbers = np.asarray(
+                [float(x) if isinstance(x, torch.Tensor) else x for x in sequence],
+                dtype=np.float64,
+            )
+        if numbers.ndim != 1 or np.isnan(numbers).any():
+            return False
+        rule("", float(numbers.min()))
+        rule("", float(numbers.max()))
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return True
 
 
 def _is_dynamic(value: Any) -> bool:

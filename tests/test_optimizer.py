@@ -105,7 +105,8 @@ def test_add_param_group_later_matches_torch():
         (
             [{"params": [torch.zeros(1, requires_grad=True)], "lrr": 0.1}],
             ValueError,
-            "param group 0: unknown option 'lrr' for SGD; its options are dampening, impl, lr",
+            "param group 0: unknown option 'lrr' for SGD: did you mean 'lr'. Its options are "
+            "dampening, impl, lr",
         ),
     ],
     ids=["empty", "single tensor", "non-leaf", "not a tensor", "set", "no params", "unknown"],
@@ -627,3 +628,39 @@ def test_numpy_bools_and_tensor_betas_are_accepted_like_torch():
     assert optimizer.param_groups[0]["maximize"] is True
     assert optimizer.hyperparameters()["betas"] == (0.8, 0.9)
     torch.optim.Adam(make_params(), maximize=np.bool_(True), betas=torch.tensor([0.8, 0.9]))
+
+
+def test_extra_group_keys_are_carried_along_like_torch():
+    """Tools keep their own keys in groups (Lightning's "name", timm's "lr_scale")."""
+    params = make_params()
+    groups = [{"params": params[:2], "name": "encoder", "lr_scale": 0.5}, {"params": params[2:]}]
+    ours, theirs = descend.AdamW(groups, lr=0.01), torch.optim.AdamW(copy.deepcopy(groups))
+    assert ours.param_groups[0]["name"] == theirs.param_groups[0]["name"] == "encoder"
+    assert ours.state_dict()["param_groups"][0]["lr_scale"] == 0.5
+    with pytest.raises(ValueError, match="unknown option 'weight_decays' for AdamW: did you"):
+        ours.add_param_group({"params": [torch.zeros(1, requires_grad=True)], "weight_decays": 0})
+    assert len(ours.param_groups) == 2
+
+
+def test_long_per_step_sequences_are_checked_at_once():
+    """A million-step schedule per group costs milliseconds to check, and a bad entry is
+    still named."""
+    lr = torch.linspace(1e-3, 0, 1_000_000, dtype=torch.float64)
+    params = make_params()
+    optimizer = descend.NAdam([{"params": [p]} for p in params], lr=lr)
+    assert optimizer.hyperparameters(3)["lr"] == 1e-3
+    bad = lr[:10_000].clone()
+    bad[7_777] = -1.0
+    with pytest.raises(ValueError, match=r"lr\[7777\] must be >= 0, got -1\.0"):
+        descend.NAdam(params, lr=bad)
+    with pytest.raises(ValueError, match=r"lr\[2\] must be >= 0, got nan"):
+        descend.NAdam(params, lr=[0.1, 0.2, float("nan")])
+
+
+def test_adafactor_steps_over_an_empty_parameter_like_a_zero_one():
+    full, empty = torch.ones(3, 4, requires_grad=True), torch.ones(0, 4, requires_grad=True)
+    optimizer = descend.Adafactor([{"params": [full]}, {"params": [empty]}], lr=0.01)
+    full.grad, empty.grad = torch.ones(3, 4), torch.ones(0, 4)
+    optimizer.step()
+    assert [g["step"] for g in optimizer.param_groups] == [1, 1]
+    assert (full.detach() < 1).all()

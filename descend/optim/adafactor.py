@@ -31,7 +31,7 @@ def _schedule(step: float, lr: float, beta2_decay: float) -> tuple[float, float]
 
 def _rms(norm: float, tensor: Tensor) -> float:
     """Root mean square of ``tensor`` from its 2-norm."""
-    return norm / math.sqrt(tensor.numel())
+    return norm / math.sqrt(max(tensor.numel(), 1))  # an empty tensor's RMS is 0
 
 
 def _row_and_col_means(grad: Tensor) -> tuple[Tensor, Tensor]:
