@@ -37,7 +37,7 @@ def test_rosenbrock_matches_torch(line_search_fn):
         xy = torch.tensor([-1.5, 2.0], requires_grad=True)
         optimizer = cls([xy], lr=1 if line_search_fn else 0.05, line_search_fn=line_search_fn)
         closure = _closure(optimizer, lambda xy=xy: _rosenbrock(xy))
-        losses = [float(optimizer.step(closure)) for _ in range(25)]
+        losses = [float(optimizer.step(closure).detach()) for _ in range(25)]
         runs.append((xy.detach().clone(), losses, optimizer))
     (ours, our_losses, ours_opt), (theirs, their_losses, theirs_opt) = runs
     torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-13)
