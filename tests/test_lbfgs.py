@@ -180,7 +180,7 @@ def test_strong_wolfe_matches_torch(seed):
         x = x.detach().requires_grad_()
         loss = ((x - centre) ** 2).sum() + torch.sin(freq * x).sum() + 0.05 * (x**4).sum()
         (grad,) = torch.autograd.grad(loss, x)
-        return float(loss), grad
+        return float(loss.detach()), grad
 
     f0, g0 = loss_and_grad(x0)
     direction = -g0
