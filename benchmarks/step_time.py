@@ -15,7 +15,9 @@ drift in the machine's speed spreads evenly. The table gives the median over the
 On a machine shared with other busy processes, pass ``--threads 1``: multi-threaded CPU
 kernels stall whenever one of their threads is descheduled, which swamps the comparison.
 
-Variants: descend with its automatic choice (``impl=None``), ``impl="loop"`` and
+Optimizers: SGD (momentum 0.9), Adam and AdamW by default; ``--optimizers`` also takes
+Adadelta, Adafactor, Adagrad, Adamax, ASGD, NAdam, RAdam, RMSprop and Rprop (torch's
+defaults). Variants: descend with its automatic choice (``impl=None``), ``impl="loop"`` and
 ``impl="foreach"``; torch.optim with
 ``foreach=False`` (for-loop), ``foreach=True`` and ``fused=True`` (where torch supports it
 on CPU). Workloads: ``large``, ResNet-50's parameter shapes (161 tensors, 25.6M
@@ -49,7 +51,17 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], type[torch.optim.Optimi
     "SGD": (descend.SGD, torch.optim.SGD, {"lr": 1e-3, "momentum": 0.9}),
     "Adam": (descend.Adam, torch.optim.Adam, {"lr": 1e-3}),
     "AdamW": (descend.AdamW, torch.optim.AdamW, {"lr": 1e-3}),
+    "Adadelta": (descend.Adadelta, torch.optim.Adadelta, {}),
+    "Adafactor": (descend.Adafactor, torch.optim.Adafactor, {}),
+    "Adagrad": (descend.Adagrad, torch.optim.Adagrad, {}),
+    "Adamax": (descend.Adamax, torch.optim.Adamax, {}),
+    "ASGD": (descend.ASGD, torch.optim.ASGD, {}),
+    "NAdam": (descend.NAdam, torch.optim.NAdam, {}),
+    "RAdam": (descend.RAdam, torch.optim.RAdam, {}),
+    "RMSprop": (descend.RMSprop, torch.optim.RMSprop, {}),
+    "Rprop": (descend.Rprop, torch.optim.Rprop, {}),
 }
+DEFAULT_OPTIMIZERS = ["SGD", "Adam", "AdamW"]
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "descend auto": ("descend", {}),
     "descend loop": ("descend", {"impl": "loop"}),
@@ -107,7 +119,7 @@ def build(optimizer: str, variant: str, shapes: list[Shape]) -> torch.optim.Opti
     cls = descend_class if library == "descend" else torch_class
     try:
         return cls(make_params(shapes), **options, **flags)
-    except (RuntimeError, ValueError):  # e.g. fused=True where torch has no CPU kernel
+    except (RuntimeError, ValueError, TypeError):  # no such kernel or keyword in torch
         return None
 
 
@@ -176,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         "--workload", nargs="+", choices=["large", "many-small"], default=["large", "many-small"]
     )
     parser.add_argument(
-        "--optimizers", nargs="+", choices=list(OPTIMIZERS), default=list(OPTIMIZERS)
+        "--optimizers", nargs="+", choices=list(OPTIMIZERS), default=DEFAULT_OPTIMIZERS
     )
     parser.add_argument("--repeats", type=int, help="timed rounds (default 20; 5 with --quick)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
