@@ -84,6 +84,21 @@ def per_device_and_dtype(update: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+def foreach_l2_grads(
+    grads: list[torch.Tensor], params: list[torch.Tensor], weight_decay: float, maximize: bool
+) -> list[torch.Tensor]:
+    """The gradients a multi-tensor update steps along: negated when ``maximize``, plus
+    ``weight_decay * param`` (L2). New tensors wherever they differ from the caller's
+    gradients, which are never written."""
+    grads = torch._foreach_neg(grads) if maximize else grads
+    if weight_decay != 0:
+        if maximize:  # already a copy
+            torch._foreach_add_(grads, params, alpha=weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    return grads
+
+
 def _where(index: int | None) -> str:
     return "" if index is None else f"param group {index}: "
 

@@ -8,7 +8,14 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype, scalar_dtype
+from descend.optimizer import (
+    Optimizer,
+    Values,
+    as_real,
+    foreach_l2_grads,
+    per_device_and_dtype,
+    scalar_dtype,
+)
 
 
 def _real_unless(sparse: bool, tensor: Tensor) -> Tensor:
@@ -97,14 +104,9 @@ def adagrad_foreach(
             maximize=maximize,
         )
         return
-    grads = torch._foreach_neg(grads) if maximize else grads
     torch._foreach_add_(steps, 1)
     rates = [-lr / (1 + (step.item() - 1) * lr_decay) for step in steps]
-    if weight_decay != 0:
-        if maximize:
-            torch._foreach_add_(grads, params, alpha=weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    grads = foreach_l2_grads(grads, params, weight_decay, maximize)
     torch._foreach_addcmul_(state_sums, grads, grads)
     denoms = torch._foreach_sqrt(state_sums)
     torch._foreach_add_(denoms, eps)

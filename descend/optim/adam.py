@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype
+from descend.optimizer import Optimizer, Values, as_real, foreach_l2_grads, per_device_and_dtype
 
 
 def adam_loop(
@@ -72,16 +72,12 @@ def adam_foreach(
 ) -> None:
     """Adam over all tensors at once with ``torch._foreach_*`` ops; same contract as
     :func:`adam_loop`."""
-    grads = torch._foreach_neg(grads) if maximize else grads
     torch._foreach_add_(steps, 1)
     counts = [step.item() for step in steps]
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            torch._foreach_mul_(params, 1 - lr * weight_decay)
-        elif maximize:
-            torch._foreach_add_(grads, params, alpha=weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if weight_decay != 0 and decoupled_weight_decay:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    l2 = 0.0 if decoupled_weight_decay else weight_decay
+    grads = foreach_l2_grads(grads, params, l2, maximize)
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype
+from descend.optimizer import Optimizer, Values, as_real, foreach_l2_grads, per_device_and_dtype
 
 
 def adamax_loop(
@@ -58,13 +58,8 @@ def adamax_foreach(
 ) -> None:
     """Adamax over all tensors at once with ``torch._foreach_*`` ops; same contract as
     :func:`adamax_loop`."""
-    grads = torch._foreach_neg(grads) if maximize else grads
     torch._foreach_add_(steps, 1)
-    if weight_decay != 0:
-        if maximize:
-            torch._foreach_add_(grads, params, alpha=weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    grads = foreach_l2_grads(grads, params, weight_decay, maximize)
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_infs, beta2)
     magnitudes = torch._foreach_abs(grads)

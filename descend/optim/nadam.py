@@ -9,7 +9,13 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
-from descend.optimizer import Optimizer, as_real, per_device_and_dtype, scalar_dtype
+from descend.optimizer import (
+    Optimizer,
+    as_real,
+    foreach_l2_grads,
+    per_device_and_dtype,
+    scalar_dtype,
+)
 
 
 def _momentum_at(beta1: float, momentum_decay: float, step: float) -> float:
@@ -92,16 +98,12 @@ def nadam_foreach(
 ) -> None:
     """NAdam over all tensors at once with ``torch._foreach_*`` ops; same contract as
     :func:`nadam_loop`."""
-    grads = torch._foreach_neg(grads) if maximize else grads
     torch._foreach_add_(steps, 1)
     counts = [step.item() for step in steps]
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            torch._foreach_mul_(params, 1 - lr * weight_decay)
-        elif maximize:
-            torch._foreach_add_(grads, params, alpha=weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if weight_decay != 0 and decoupled_weight_decay:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    l2 = 0.0 if decoupled_weight_decay else weight_decay
+    grads = foreach_l2_grads(grads, params, l2, maximize)
     mus, mu_nexts, products = _advance_products(mu_products, counts, beta1, momentum_decay)
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype
+from descend.optimizer import Optimizer, Values, as_real, foreach_l2_grads, per_device_and_dtype
 
 
 def rmsprop_loop(
@@ -70,13 +70,8 @@ def rmsprop_foreach(
 ) -> None:
     """RMSprop over all tensors at once with ``torch._foreach_*`` ops; same contract as
     :func:`rmsprop_loop`."""
-    grads = torch._foreach_neg(grads) if maximize else grads
     torch._foreach_add_(steps, 1)
-    if weight_decay != 0:
-        if maximize:
-            torch._foreach_add_(grads, params, alpha=weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    grads = foreach_l2_grads(grads, params, weight_decay, maximize)
     torch._foreach_mul_(square_avgs, alpha)
     torch._foreach_addcmul_(square_avgs, grads, grads, 1 - alpha)
     if grad_avgs is not None:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, any_real, is_step_sequence, nonnegative, resolve
-from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype
+from descend.optimizer import Optimizer, Values, as_real, foreach_l2_grads, per_device_and_dtype
 
 
 def sgd_loop(
@@ -60,12 +60,7 @@ def sgd_foreach(
 ) -> None:
     """SGD over all tensors at once with ``torch._foreach_*`` ops; same contract as
     :func:`sgd_loop`."""
-    directions = torch._foreach_neg(grads) if maximize else grads
-    if weight_decay != 0:
-        if maximize:
-            torch._foreach_add_(directions, params, alpha=weight_decay)
-        else:
-            directions = torch._foreach_add(directions, params, alpha=weight_decay)
+    directions = foreach_l2_grads(grads, params, weight_decay, maximize)
     if momentum_buffers is not None:
         existing = [i for i, b in enumerate(momentum_buffers) if b is not None]
         if existing:
