@@ -37,8 +37,8 @@ from descend.hyperparams import Rule, describe, is_step_sequence, resolve
 
 Values = dict[str, Any]
 
-# Keys that torch's own LR schedulers and SWALR write into parameter groups; a group that
-# carries them (copied from another optimizer, say) is not rejected as unknown.
+# Keys that torch's own LR schedulers and SWALR write into parameter groups; counted as
+# known, so that "base_momentum" is never taken for a misspelt "momentum".
 SCHEDULER_KEYS = frozenset(
     {"initial_lr", "max_lr", "min_lr", "base_lr", "swa_lr", "base_momentum", "max_momentum"}
 )
