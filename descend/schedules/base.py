@@ -11,6 +11,7 @@ work the same on one step and on an array of steps.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Sequence
@@ -133,7 +134,7 @@ def steps_tuple(schedule: Any, name: str, strictly_increasing: bool = True) -> t
         if not _is_real(item) and not isinstance(item, np.number):
             raise TypeError(f"{kind}: {name} must hold numbers, got {item!r} in {value!r}")
         items.append(int(item) if float(item).is_integer() else float(item))
-    pairs = zip(items, items[1:])
+    pairs = list(itertools.pairwise(items))
     if strictly_increasing and any(b <= a for a, b in pairs):
         raise ValueError(f"{kind}: {name} must be strictly increasing, got {value!r}")
     if not strictly_increasing and any(b < a for a, b in pairs):
