@@ -214,7 +214,8 @@ class CosineRestarts(Schedule):
         m = self.period_mult
         return self.period * n if m == 1 else self.period * (m**n - 1) / (m - 1)
 
-    def _at(self, t: Steps) -> Steps:
+    def cycle(self, t: Steps) -> tuple[Steps, Steps, Steps]:
+        """At step(s) ``t``: which period (0-based), how far into it, and its length."""
         t = np.maximum(t, 0.0)
         m = self.period_mult
         if m == 1:
@@ -223,8 +224,10 @@ class CosineRestarts(Schedule):
             n = np.floor(np.log(t / self.period * (m - 1) + 1) / math.log(m))
             # the logarithm can land a hair below a whole period at a restart: correct it
             n = n + (t >= self._start(n + 1)) - (t < self._start(n))
-        elapsed = t - self._start(n)
-        length = self.period * float(m) ** n
+        return n, t - self._start(n), self.period * float(m) ** n
+
+    def _at(self, t: Steps) -> Steps:
+        _, elapsed, length = self.cycle(t)
         return self.end + (self.init - self.end) * (1 + np.cos(math.pi * elapsed / length)) / 2
 
 
