@@ -2,8 +2,11 @@
 
 Every optimizer is a :class:`torch.optim.Optimizer` with torch.optim's names, defaults and
 state keys; its math is a pure function over lists of tensors (see :mod:`descend.optim`).
+:mod:`descend.schedules` holds pure schedules for any hyperparameter, and
+:mod:`descend.lr_scheduler` torch's schedulers, built on them.
 """
 
+from descend import lr_scheduler, schedules
 from descend.optim import (
     ASGD,
     LBFGS,
@@ -43,4 +46,6 @@ __all__ = [
     "Rprop",
     "SparseAdam",
     "__version__",
+    "lr_scheduler",
+    "schedules",
 ]

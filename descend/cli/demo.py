@@ -4,7 +4,7 @@ Everything is generated here (no downloads): two interleaved spirals of points, 
 class, and an MLP 2-32-32-2 with tanh. Each optimizer trains its own copy of the same
 initial network on the full batch, in lockstep, and the demo prints the training loss as
 it falls, then each optimizer's final loss, training accuracy and time per step. Two of
-the learning rates are schedules: plain callables of the step, passed as ``lr``.
+the learning rates are schedules from :mod:`descend.schedules`, passed as ``lr``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TextIO
 
 import torch
@@ -25,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import descend
+from descend.schedules import Cosine, Linear
 
 DEFAULT_STEPS = 1000
 POINTS_PER_CLASS = 200
@@ -38,31 +38,6 @@ OPTIMIZERS = {
     "AdamW": "lr 0.01 after a linear warmup over the first 10% of steps, weight decay 0.01",
 }
 """The demo's optimizers, by name, with what :func:`make_optimizer` gives each."""
-
-
-@dataclass(frozen=True)
-class CosineDecay:
-    """A learning-rate schedule: ``peak`` at step 0, falling along a half cosine to 0 at
-    ``total_steps`` (and 0 after)."""
-
-    peak: float
-    total_steps: int
-
-    def __call__(self, step: int) -> float:
-        progress = min(step, self.total_steps) / self.total_steps
-        return self.peak * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-@dataclass(frozen=True)
-class LinearWarmup:
-    """A learning-rate schedule: rises linearly to ``peak`` over the first
-    ``warmup_steps`` steps (``peak / warmup_steps`` at step 0), then stays there."""
-
-    peak: float
-    warmup_steps: int
-
-    def __call__(self, step: int) -> float:
-        return self.peak * min(1.0, (step + 1) / self.warmup_steps)
 
 
 def two_spirals(
@@ -96,11 +71,13 @@ def make_model(seed: int = 0) -> nn.Module:
 def make_optimizer(name: str, params: Iterable[nn.Parameter], steps: int) -> descend.Optimizer:
     """The demo's optimizer ``name`` (a key of :data:`OPTIMIZERS`) for a run of ``steps``."""
     if name == "SGD":
-        return descend.SGD(params, lr=CosineDecay(0.1, steps), momentum=0.9, nesterov=True)
+        return descend.SGD(params, lr=Cosine(0.1, steps), momentum=0.9, nesterov=True)
     if name == "Adam":
         return descend.Adam(params, lr=0.01)
     if name == "AdamW":
-        warmup = LinearWarmup(0.01, warmup_steps=max(1, round(steps / 10)))
+        # from 0.01 / w at step 0 to 0.01 at step w - 1, then 0.01
+        w = max(1, round(steps / 10))
+        warmup = Linear(0.01 / w, 0.01, max(1, w - 1))
         return descend.AdamW(params, lr=warmup, weight_decay=0.01)
     raise ValueError(f"unknown optimizer {name!r}; the demo has {', '.join(OPTIMIZERS)}")
 
