@@ -18,6 +18,9 @@ Shapes: :class:`Constant`, :class:`Linear`, :class:`Step`, :class:`MultiStep`,
 Combinators: :class:`Join` (one after another at step boundaries), :class:`Sum`,
 :class:`Product`, :class:`Quotient`, :class:`Scale`, :class:`Shift`, :class:`Clamp`,
 :class:`Repeat`; ``+``, ``-``, ``*``, ``/`` build the first four.
+
+Pictures: :func:`plot` draws schedules, or a stateful scheduler's learning rates, into a
+PNG; :func:`plot_data` gives the numbers it draws.
 """
 
 from descend.schedules.base import (
@@ -31,6 +34,7 @@ from descend.schedules.base import (
     Shift,
     Sum,
 )
+from descend.schedules.plot import plot, plot_data
 from descend.schedules.shapes import (
     Constant,
     Cosine,
@@ -74,4 +78,6 @@ __all__ = [
     "Step",
     "Sum",
     "Warmup",
+    "plot",
+    "plot_data",
 ]

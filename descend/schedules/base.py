@@ -34,12 +34,19 @@ class Schedule:
 
     def __call__(self, step: float) -> float:
         """The value at ``step``."""
-        return float(self._at(np.float64(step)))
+        return float(self.values((step,))[0])
 
     def values(self, steps: Any) -> np.ndarray:
-        """The values at each of ``steps`` (anything NumPy reads as numbers), as float64."""
+        """The values at each of ``steps`` (anything NumPy reads as numbers), as float64.
+
+        The formula always runs on a 1-D array: NumPy computes some functions (``power``)
+        differently on a 0-d array than on a 1-D one, and one step must give the value many
+        give, to the last bit.
+        """
         steps = np.asarray(steps, dtype=np.float64)
-        return np.broadcast_to(np.asarray(self._at(steps), dtype=np.float64), steps.shape).copy()
+        flat = steps.reshape(-1)
+        values = np.broadcast_to(np.asarray(self._at(flat), dtype=np.float64), flat.shape)
+        return values.reshape(steps.shape).copy()
 
     def _at(self, t: Steps) -> Steps:
         """The formula, on a float64 scalar or array ``t`` of steps."""
@@ -114,7 +121,12 @@ def optional_real(schedule: Any, name: str) -> float | None:
 def positive(schedule: Any, name: str) -> float:
     """Check that field ``name`` is a number > 0 (steps may be fractional, as epochs are)."""
     value = getattr(schedule, name)
-    if not _is_real(value) or not value > 0:
+    if not _is_real(value):
+        raise TypeError(
+            f"{type(schedule).__name__}: {name} must be a number, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    if not value > 0:
         raise ValueError(f"{type(schedule).__name__}: {name} must be > 0, got {value!r}")
     if isinstance(value, numbers.Integral):
         _set(schedule, name, int(value))
@@ -123,17 +135,36 @@ def positive(schedule: Any, name: str) -> float:
     return getattr(schedule, name)
 
 
-def steps_tuple(schedule: Any, name: str, strictly_increasing: bool = True) -> tuple:
-    """Check that field ``name`` is a sequence of steps in increasing order; store a tuple."""
+def flag(schedule: Any, name: str) -> bool:
+    """Check that field ``name`` is True or False (NumPy's bools become Python's)."""
+    value = getattr(schedule, name)
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(
+            f"{type(schedule).__name__}: {name} must be True or False, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    _set(schedule, name, bool(value))
+    return bool(value)
+
+
+def steps_tuple(
+    schedule: Any, name: str, strictly_increasing: bool = True, sort: bool = False
+) -> tuple:
+    """Check that field ``name`` is a sequence of finite steps in increasing order (or, with
+    ``sort``, in any order, stored sorted); store a tuple."""
     value = getattr(schedule, name)
     kind = type(schedule).__name__
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
         raise TypeError(f"{kind}: {name} must be a sequence of steps, got {value!r}")
     items = []
     for item in value:
-        if not _is_real(item) and not isinstance(item, np.number):
+        if not _is_real(item):
             raise TypeError(f"{kind}: {name} must hold numbers, got {item!r} in {value!r}")
+        if not math.isfinite(item):
+            raise ValueError(f"{kind}: {name} must hold finite steps, got {item!r} in {value!r}")
         items.append(int(item) if float(item).is_integer() else float(item))
+    if sort:
+        items.sort()
     pairs = list(itertools.pairwise(items))
     if strictly_increasing and any(b <= a for a, b in pairs):
         raise ValueError(f"{kind}: {name} must be strictly increasing, got {value!r}")
@@ -165,7 +196,7 @@ def _as_schedule(name: str, value: Any) -> Schedule:
 
 def _schedules(schedule: Any, name: str) -> tuple[Schedule, ...]:
     value = getattr(schedule, name)
-    if isinstance(value, Schedule) or not isinstance(value, Sequence):
+    if isinstance(value, Schedule | str | bytes) or not isinstance(value, Sequence):
         raise TypeError(
             f"{type(schedule).__name__}: {name} must be a sequence of schedules, got {value!r}"
         )

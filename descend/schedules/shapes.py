@@ -22,6 +22,7 @@ from descend.schedules.base import (
     _is_real,
     _set,
     choice,
+    flag,
     optional_real,
     positive,
     real,
@@ -103,8 +104,7 @@ class MultiStep(Schedule):
 
     def __post_init__(self) -> None:
         real(self, "init"), real(self, "gamma")
-        _set(self, "milestones", tuple(sorted(self.milestones)))
-        steps_tuple(self, "milestones", strictly_increasing=False)
+        steps_tuple(self, "milestones", strictly_increasing=False, sort=True)
 
     def _at(self, t: Steps) -> Steps:
         passed = np.searchsorted(np.asarray(self.milestones, dtype=np.float64), t, side="right")
@@ -128,7 +128,7 @@ class Exponential(Schedule):
 
     def __post_init__(self) -> None:
         real(self, "init"), positive(self, "decay_steps"), real(self, "decay_rate")
-        real(self, "begin"), optional_real(self, "end")
+        flag(self, "staircase"), real(self, "begin"), optional_real(self, "end")
         if self.decay_rate <= 0:
             raise ValueError(f"Exponential: decay_rate must be > 0, got {self.decay_rate!r}")
 
@@ -158,7 +158,9 @@ class Polynomial(Schedule):
 
     def __post_init__(self) -> None:
         real(self, "init"), real(self, "end"), positive(self, "steps")
-        real(self, "power"), real(self, "begin")
+        real(self, "power"), real(self, "begin"), flag(self, "cycle")
+        if self.power < 0:  # the value at ``steps`` would be 0 ** power: infinite
+            raise ValueError(f"Polynomial: power must be >= 0, got {self.power!r}")
 
     def _at(self, t: Steps) -> Steps:
         elapsed = _since(t, self.begin)
@@ -181,7 +183,7 @@ class Cosine(Schedule):
     periodic: bool = False
 
     def __post_init__(self) -> None:
-        real(self, "init"), positive(self, "steps"), real(self, "end")
+        real(self, "init"), positive(self, "steps"), real(self, "end"), flag(self, "periodic")
 
     def _at(self, t: Steps) -> Steps:
         elapsed = t if self.periodic else np.minimum(t, self.steps)
@@ -209,10 +211,16 @@ class CosineRestarts(Schedule):
         if float(self.period_mult).is_integer():
             _set(self, "period_mult", int(self.period_mult))
 
+    def _growth(self, n: Steps) -> Steps:
+        """``period_mult ** n``, exact for a whole ``period_mult`` so that restarts fall on
+        whole steps."""
+        growth = np.power(float(self.period_mult), n)
+        return np.rint(growth) if isinstance(self.period_mult, int) else growth
+
     def _start(self, n: Steps) -> Steps:
         """The step at which period ``n`` (0-based) starts."""
         m = self.period_mult
-        return self.period * n if m == 1 else self.period * (m**n - 1) / (m - 1)
+        return self.period * n if m == 1 else self.period * (self._growth(n) - 1) / (m - 1)
 
     def cycle(self, t: Steps) -> tuple[Steps, Steps, Steps]:
         """At step(s) ``t``: which period (0-based), how far into it, and its length."""
@@ -224,7 +232,7 @@ class CosineRestarts(Schedule):
             n = np.floor(np.log(t / self.period * (m - 1) + 1) / math.log(m))
             # the logarithm can land a hair below a whole period at a restart: correct it
             n = n + (t >= self._start(n + 1)) - (t < self._start(n))
-        return n, t - self._start(n), self.period * float(m) ** n
+        return n, t - self._start(n), self.period * self._growth(n)
 
     def _at(self, t: Steps) -> Steps:
         _, elapsed, length = self.cycle(t)
@@ -312,7 +320,7 @@ class OneCycle(Schedule):
 
     def __post_init__(self) -> None:
         real(self, "start"), real(self, "peak"), real(self, "end"), real(self, "pct_start")
-        positive(self, "total_steps")
+        positive(self, "total_steps"), flag(self, "three_phase")
         choice(self, "anneal", ("cos", "linear"))
         if not 0 <= self.pct_start <= 1:
             raise ValueError(f"OneCycle: pct_start must be in [0, 1], got {self.pct_start!r}")
@@ -338,8 +346,9 @@ class OneCycle(Schedule):
         begin = 0.0
         for i, (finish, low, high) in enumerate(phases):
             here = ~done & ((t <= finish) | (i == len(phases) - 1))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                value = anneal(low, high, (t - begin) / (finish - begin))
+            # a phase of no length (pct_start * total_steps == 1) is over: at its end value
+            fraction = (t - begin) / (finish - begin) if finish != begin else np.ones_like(t)
+            value = anneal(low, high, fraction)
             result = np.where(here, value, result)
             done = done | here
             begin = finish
@@ -360,7 +369,7 @@ class InverseTime(Schedule):
 
     def __post_init__(self) -> None:
         real(self, "init"), positive(self, "decay_steps"), real(self, "decay_rate")
-        real(self, "power")
+        flag(self, "staircase"), real(self, "power")
 
     def _at(self, t: Steps) -> Steps:
         periods = t / self.decay_steps
@@ -381,6 +390,7 @@ class NaturalExp(Schedule):
 
     def __post_init__(self) -> None:
         real(self, "init"), positive(self, "decay_steps"), real(self, "decay_rate")
+        flag(self, "staircase")
 
     def _at(self, t: Steps) -> Steps:
         periods = t / self.decay_steps
@@ -460,6 +470,11 @@ class Warmup(Schedule):
         choice(self, "kind", ("linear", "exponential"))
         if self.kind == "exponential" and not self.start > 0:
             raise ValueError(f"Warmup: exponential warmup needs start > 0, got {self.start!r}")
+        if self.kind == "exponential" and not self.schedule(0) > 0:
+            raise ValueError(
+                "Warmup: exponential warmup needs a schedule that starts above 0, got "
+                f"{self.schedule!r}, which starts at {self.schedule(0)!r}"
+            )
 
     def _at(self, t: Steps) -> Steps:
         target = self.schedule(0)
@@ -477,8 +492,12 @@ def _numbers(schedule: Schedule, name: str) -> tuple[float, ...]:
         raise TypeError(
             f"{type(schedule).__name__}: {name} must be a sequence of numbers, got {value!r}"
         )
-    if not all(_is_real(v) or isinstance(v, np.number) for v in value):
+    if not all(_is_real(v) for v in value):
         raise TypeError(f"{type(schedule).__name__}: {name} must hold numbers, got {value!r}")
     items = tuple(float(v) for v in value)
+    if not all(math.isfinite(v) for v in items):
+        raise ValueError(
+            f"{type(schedule).__name__}: {name} must hold finite numbers, got {value!r}"
+        )
     _set(schedule, name, items)
     return items
