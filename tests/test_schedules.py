@@ -1520,3 +1520,21 @@ def test_plot_refuses(target, steps, error, message, tmp_path):
     with pytest.raises(error, match=re.escape(message)):
         descend.schedules.plot(target, steps, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_optimizer_state_with_schedules_loads_with_weights_only():
+    import io
+
+    import descend
+
+    lr = descend.schedules.Warmup(
+        descend.schedules.Cosine(0.1, 90), 10
+    ) * 0.5 + descend.schedules.Join([0.0, descend.schedules.Step(1e-3, 5)], [3])
+    beta1 = descend.schedules.Cyclic(0.95, 0.85, 4, mode="triangular2")
+    optimizer = descend.AdamW([torch.zeros(2, requires_grad=True)], lr=lr, betas=(beta1, 0.99))
+    buffer = io.BytesIO()
+    torch.save(optimizer.state_dict(), buffer)
+    buffer.seek(0)
+    group = torch.load(buffer, weights_only=True)["param_groups"][0]
+    assert group["lr"] == lr
+    assert group["betas"] == (beta1, 0.99)

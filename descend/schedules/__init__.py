@@ -23,6 +23,8 @@ Pictures: :func:`plot` draws schedules, or a stateful scheduler's learning rates
 PNG; :func:`plot_data` gives the numbers it draws.
 """
 
+import torch.serialization as _torch_serialization
+
 from descend.schedules.base import (
     Clamp,
     Join,
@@ -81,3 +83,13 @@ __all__ = [
     "plot",
     "plot_data",
 ]
+
+# Schedules are plain data: let torch.load(weights_only=True) rebuild them, so optimizer
+# state dicts whose hyperparameters are schedules load with torch's safe default.
+_torch_serialization.add_safe_globals(
+    [
+        value
+        for value in globals().values()
+        if isinstance(value, type) and issubclass(value, Schedule)
+    ]
+)
