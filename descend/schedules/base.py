@@ -6,7 +6,7 @@ NumPy array. Schedules are frozen dataclasses: they compare by value, pickle, an
 ``repr`` is the expression that rebuilds them.
 
 Each schedule writes its formula once, in :meth:`Schedule._at`, with NumPy operations that
-work the same on one step and on an array of steps.
+run on a 1-D array of steps, so that one step gives, to the last bit, what many give.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Schedule:
         return values.reshape(steps.shape).copy()
 
     def _at(self, t: Steps) -> Steps:
-        """The formula, on a float64 scalar or array ``t`` of steps."""
+        """The formula, on a 1-D float64 array ``t`` of steps."""
         raise NotImplementedError
 
     # Arithmetic: numbers stand for constant schedules.
@@ -356,9 +356,6 @@ class Join(Schedule):
     def _at(self, t: Steps) -> Steps:
         index = np.searchsorted(np.asarray(self.boundaries, dtype=np.float64), t, side="right")
         starts = np.asarray((0, *self.boundaries), dtype=np.float64)
-        if np.ndim(t) == 0:
-            i = int(index)
-            return self.schedules[i]._at(t - starts[i])
         result = np.empty_like(t)
         for i, schedule in enumerate(self.schedules):
             chosen = index == i
