@@ -4,7 +4,9 @@ Every schedulable option of a descend optimizer (``lr``, ``betas``, ``momentum``
 ``weight_decay``, ``eps``, ...) may be given as
 
 - a number (``1e-3``);
-- a tensor with one element (``torch.tensor(1e-3)``), read at every step;
+- a tensor with one element (``torch.tensor(1e-3)``), read at every step (in a step
+  that torch.compile traces, options an optimizer lists in ``tensor_options`` are read
+  by the compiled graph instead; see :class:`descend.Optimizer`);
 - a sequence indexed by the step: a list, tuple, NumPy array or 1-D tensor holding one
   value per step, as MindSpore's dynamic learning rates are (``[0.1, 0.1, 0.05, ...]``);
 - a callable of the step, ``schedule(step) -> float``: a schedule.
@@ -60,9 +62,14 @@ def any_real(name: str, value: float) -> None:
 nonnegative = at_least(0.0)
 
 
-def _one_element(name: str, tensor: torch.Tensor) -> float:
+def check_real(name: str, tensor: torch.Tensor) -> None:
+    """Refuse a tensor of complex numbers or booleans as a value of option ``name``."""
     if tensor.is_complex() or tensor.dtype == torch.bool:
         raise TypeError(f"{name} must hold real numbers, got a tensor of {tensor.dtype}")
+
+
+def _one_element(name: str, tensor: torch.Tensor) -> float:
+    check_real(name, tensor)
     return float(tensor.item())
 
 

@@ -15,6 +15,13 @@ What the base adds:
 - **One implementation switch.** ``impl="loop"`` (the per-tensor reference) or
   ``impl="foreach"`` (multi-tensor); torch's ``foreach=``/``fused=`` keywords are accepted
   and translated, so descend is a drop-in.
+- **Mixed precision.** ``torch.amp.GradScaler`` hands a descend optimizer the scale and
+  the inf/NaN flag (``_step_supports_amp_scaling``); the step unscales the gradients
+  itself, or is skipped, and ``steps_taken``/``steps_skipped`` count which happened.
+- **torch.compile.** While a step is traced, one-element tensor options listed in
+  ``tensor_options`` and the per-parameter step counts enter the update as 0-d tensors,
+  and the integer step counters advance outside the graph, so that a learning rate
+  changed in place never makes the compiled step recompile.
 
 A subclass declares its options (``hyperparameter_rules``, ``flags``), the state it keeps
 per element (``per_element_state``), and implements :meth:`Optimizer._update`, which
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
@@ -33,9 +41,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from descend.hyperparams import Rule, describe, is_step_sequence, resolve
+from descend.hyperparams import Rule, check_real, describe, is_step_sequence, resolve
 
 Values = dict[str, Any]
+Scalar = float | torch.Tensor
+"""A scalar of an update: a Python number, or a 0-d tensor while torch.compile traces the
+step (see :func:`scalar_value` and ``Optimizer.tensor_options``)."""
 
 # Keys that torch's own LR schedulers and SWALR write into parameter groups; counted as
 # known, so that "base_momentum" is never taken for a misspelt "momentum".
@@ -99,6 +110,78 @@ def foreach_l2_grads(
     return grads
 
 
+def scalar_value(tensor: torch.Tensor) -> Scalar:
+    """The value of a 0-d state tensor (a step count, say) for the scalar math of an
+    update, such as bias corrections.
+
+    In eager mode this is a Python number: exact, and free on the host. While torch.compile
+    traces the step it is the tensor itself, so that the value is an input of the graph
+    rather than a constant the graph is specialized on, and recompiled for, at every step.
+    """
+    return tensor if torch.compiler.is_compiling() else tensor.item()
+
+
+def scalar_sqrt(value: Scalar) -> Scalar:
+    """The square root of a step-dependent scalar: a Python number or a 0-d tensor."""
+    return value.sqrt() if isinstance(value, torch.Tensor) else math.sqrt(value)
+
+
+def foreach_add_scaled_(
+    targets: list[torch.Tensor], tensors: list[torch.Tensor], alpha: Scalar
+) -> None:
+    """``targets[i] += alpha * tensors[i]``, in place; ``alpha`` may be a 0-d tensor (a
+    tensor option while torch.compile traces), which ``_foreach_add_`` cannot take."""
+    if isinstance(alpha, torch.Tensor):
+        torch._foreach_add_(targets, torch._foreach_mul(tensors, alpha))
+    else:
+        torch._foreach_add_(targets, tensors, alpha=alpha)
+
+
+def foreach_addcdiv_(
+    targets: list[torch.Tensor],
+    numerators: list[torch.Tensor],
+    denominators: list[torch.Tensor],
+    scalars: Scalar | list[Scalar],
+) -> None:
+    """``targets[i] += scalar * numerators[i] / denominators[i]``, in place, with one scalar
+    for all or one per tensor; scalars may be 0-d tensors (tensor options and
+    step-dependent scalars while torch.compile traces), which ``_foreach_addcdiv_`` cannot
+    take."""
+    first = scalars[0] if isinstance(scalars, list) and scalars else scalars
+    if isinstance(first, torch.Tensor):
+        quotients = torch._foreach_div(numerators, denominators)
+        torch._foreach_mul_(quotients, scalars)
+        torch._foreach_add_(targets, quotients)
+    else:
+        torch._foreach_addcdiv_(targets, numerators, denominators, scalars)
+
+
+def unscale_grads(params: list[torch.Tensor], scale: torch.Tensor) -> None:
+    """Divide the gradients of ``params`` by ``scale`` (``torch.amp.GradScaler``'s loss
+    scale, a 0-d tensor) in place: one multi-tensor op per device and dtype for dense
+    gradients, the stored values for sparse ones."""
+    dense: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for param in params:
+        grad = param.grad
+        if grad.is_sparse:
+            grad._values().div_(scale.to(grad.device))
+        else:
+            dense.setdefault((grad.device, grad.dtype), []).append(grad)
+    for (device, _), grads in dense.items():
+        torch._foreach_div_(grads, scale.to(device))
+
+
+@torch._disable_dynamo  # torch.compiler.disable, importing torch._dynamo only when called
+def _count_outside_graph(optimizer: Optimizer, skipped: bool) -> None:
+    """``optimizer._count``, run eagerly while torch.compile traces a step (a graph break).
+
+    Traced, the counters would be read into the graph; dynamo specializes a graph on every
+    integer it reads from a global object (an optimizer defined at module level), and would
+    compile the step again at every step.
+    """
+    optimizer._count(skipped)  # eagerly: is_compiling() is False here
+
+
 def _where(index: int | None) -> str:
     return "" if index is None else f"param group {index}: "
 
@@ -110,6 +193,33 @@ class Optimizer(torch.optim.Optimizer):
         params: tensors, ``(name, tensor)`` pairs, or dicts defining parameter groups
             (``{"params": [...], "lr": 1e-2}``), as torch.optim accepts.
         defaults: the value of every option for groups that do not set it.
+
+    Attributes:
+        steps_taken: how many :meth:`step` calls updated the parameters.
+        steps_skipped: how many :meth:`step` calls were skipped because
+            ``torch.amp.GradScaler`` found an inf or NaN gradient (see below). A
+            scheduler that sees ``steps_taken`` unchanged since its last step knows that
+            every step since then was skipped. Both are plain integers, start at 0, and
+            are kept by ``pickle``/``copy.deepcopy`` but not by ``state_dict()``.
+
+    Mixed precision: ``torch.amp.GradScaler.step(optimizer)`` sets ``optimizer.grad_scale``
+    (the scale, or None when ``scaler.unscale_(optimizer)`` was called already) and
+    ``optimizer.found_inf`` (nonzero when a gradient is inf or NaN) and always calls
+    :meth:`step`, which then skips the update, or divides the gradients by ``grad_scale``
+    in place before it (as ``torch.optim``'s fused optimizers do). A skipped step changes
+    no parameter, no state and no ``group["step"]``, so schedules do not advance; the
+    gradients are left scaled.
+
+    torch.compile: while a step is being traced, options listed in ``tensor_options``
+    that are given as one-element tensors (``lr=torch.tensor(0.01)``, changed in place
+    by a scheduler) enter the update as 0-d tensors, and so do per-parameter step counts,
+    so that the compiled step reads them at run time instead of recompiling when they
+    change. Their range checks need their value on the host, and are skipped then (they
+    run in eager mode, at construction and at every eager step). The integer counters
+    (``group["step"]``, ``steps_taken``, ``steps_skipped``) advance outside the graph, in
+    eager Python: a graph break at the end of the step, so ``fullgraph=True`` cannot
+    compile a descend step. Numbers, schedules and per-step sequences are read on the
+    host as always, and a compiled step recompiles whenever such a value changes.
     """
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {}
@@ -124,8 +234,17 @@ class Optimizer(torch.optim.Optimizer):
     sparse_grad: ClassVar[str] = "refused"
     """Sparse gradients: ``"refused"``, ``"accepted"`` (handled by the loop) or
     ``"required"`` (dense ones are refused, as SparseAdam does)."""
+    tensor_options: ClassVar[frozenset[str]] = frozenset()
+    """Options whose update functions take a 0-d tensor as well as a number: given as a
+    one-element tensor, such an option enters a step that torch.compile traces as the
+    tensor itself (see the class docstring)."""
+    _step_supports_amp_scaling: ClassVar[bool] = True
+    """Tells ``torch.amp.GradScaler`` to hand the scale and the inf/NaN flag to
+    :meth:`step` instead of unscaling and skipping the step itself."""
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
+        self.steps_taken = 0
+        self.steps_skipped = 0
         defaults = dict(defaults)
         self._translate_torch_flags(defaults, None)
         self._check_options(defaults, step=0, where="")
@@ -234,8 +353,17 @@ class Optimizer(torch.optim.Optimizer):
         self._check_values(values, options, where)
         return values
 
-    @staticmethod
-    def _resolve_one(name: str, value: Any, step: int, rule: Rule, where: str) -> float:
+    def _resolve_one(self, name: str, value: Any, step: int, rule: Rule, where: str) -> Scalar:
+        if (
+            isinstance(value, torch.Tensor)
+            and value.numel() == 1
+            and name in self.tensor_options
+            and torch.compiler.is_compiling()
+        ):
+            # read by the compiled graph at run time; .item() would break the graph there
+            # and make it recompile whenever the value changes, and so would the rule
+            check_real(f"{where}{name}", value)
+            return value.reshape(())
         resolved = resolve(f"{where}{name}", value, step)
         if is_step_sequence(value) or callable(value):
             rule(f"{where}{name} (at step {step})", resolved)
@@ -331,19 +459,43 @@ class Optimizer(torch.optim.Optimizer):
         """Update the parameters once; return what ``closure`` (if given) returned.
 
         ``closure`` re-evaluates the model and returns the loss; it runs with gradients
-        enabled before the update.
+        enabled before the update. Under ``torch.amp.GradScaler`` the step is skipped, or
+        unscales the gradients first (see the class docstring).
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self._found_inf():
+            self._count(skipped=True)
+            return loss
         with torch.no_grad():
             work = [self._prepare(index, group) for index, group in enumerate(self.param_groups)]
+            grad_scale = getattr(self, "grad_scale", None)
+            if grad_scale is not None:
+                unscale_grads([p for _, _, params in work for p in params], grad_scale)
             for group, values, params in work:
                 if params:
                     self._update(group, values, params)
-                group["step"] += 1
+        self._count(skipped=False)
         return loss
+
+    def _count(self, skipped: bool) -> None:
+        """Count a step: each group's ``step`` and ``steps_taken``, or ``steps_skipped``."""
+        if torch.compiler.is_compiling():
+            _count_outside_graph(self, skipped)
+            return
+        if skipped:
+            self.steps_skipped += 1
+            return
+        for group in self.param_groups:
+            group["step"] += 1
+        self.steps_taken += 1
+
+    def _found_inf(self) -> bool:
+        """Whether ``torch.amp.GradScaler`` found an inf or NaN gradient for this step."""
+        found_inf = getattr(self, "found_inf", None)
+        return found_inf is not None and bool(found_inf != 0)
 
     def _prepare(self, index: int, group: dict[str, Any]) -> tuple[dict, Values, list]:
         """Resolve and check everything a group's update needs, changing nothing."""
@@ -495,8 +647,15 @@ class Optimizer(torch.optim.Optimizer):
         ]
         return max(steps, default=0)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.update(steps_taken=self.steps_taken, steps_skipped=self.steps_skipped)
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self.__dict__.setdefault("steps_taken", 0)  # pickles from before the counters
+        self.__dict__.setdefault("steps_skipped", 0)
         self._translate_torch_flags(self.defaults, None)  # torch's __setstate__ adds one
         for param_state in self.state.values():
             step = param_state.get("step") if isinstance(param_state, dict) else None

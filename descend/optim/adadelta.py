@@ -8,7 +8,15 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, foreach_l2_grads, per_device_and_dtype
+from descend.optimizer import (
+    Optimizer,
+    Scalar,
+    Values,
+    as_real,
+    foreach_add_scaled_,
+    foreach_l2_grads,
+    per_device_and_dtype,
+)
 
 
 def in_closed_unit_interval(name: str, value: float) -> None:
@@ -24,7 +32,7 @@ def adadelta_loop(
     acc_deltas: list[Tensor],
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     rho: float,
     eps: float,
     weight_decay: float,
@@ -55,7 +63,7 @@ def adadelta_foreach(
     acc_deltas: list[Tensor],
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     rho: float,
     eps: float,
     weight_decay: float,
@@ -75,7 +83,7 @@ def adadelta_foreach(
     torch._foreach_mul_(deltas, grads)
     torch._foreach_mul_(acc_deltas, rho)
     torch._foreach_addcmul_(acc_deltas, deltas, deltas, 1 - rho)
-    torch._foreach_add_(params, deltas, alpha=-lr)
+    foreach_add_scaled_(params, deltas, -lr)
 
 
 class Adadelta(Optimizer):
@@ -122,6 +130,7 @@ class Adadelta(Optimizer):
     }
     flags = ("maximize",)
     per_element_state = ("square_avg", "acc_delta")
+    tensor_options = frozenset({"lr"})
 
     def __init__(
         self,

@@ -10,11 +10,14 @@ from torch import Tensor
 from descend.hyperparams import Rule, nonnegative
 from descend.optimizer import (
     Optimizer,
+    Scalar,
     Values,
     as_real,
+    foreach_addcdiv_,
     foreach_l2_grads,
     per_device_and_dtype,
     scalar_dtype,
+    scalar_value,
 )
 
 
@@ -33,7 +36,7 @@ def _refuse_sparse_weight_decay(grads: list[Tensor], weight_decay: float) -> Non
 
 
 def _sparse_adagrad_update(
-    param: Tensor, grad: Tensor, total: Tensor, rate: float, eps: float
+    param: Tensor, grad: Tensor, total: Tensor, rate: Scalar, eps: float
 ) -> None:
     """Adagrad on the rows (or elements) a sparse COO gradient touches, in place."""
     grad = grad.coalesce()  # each touched position once: squaring is not additive
@@ -50,7 +53,7 @@ def adagrad_loop(
     state_sums: list[Tensor],
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     lr_decay: float,
     weight_decay: float,
     eps: float,
@@ -66,7 +69,7 @@ def adagrad_loop(
     for i, param in enumerate(params):
         grad = -grads[i] if maximize else grads[i]
         steps[i] += 1
-        rate = lr / (1 + (steps[i].item() - 1) * lr_decay)
+        rate = lr / (1 + (scalar_value(steps[i]) - 1) * lr_decay)
         if grad.is_sparse:
             _sparse_adagrad_update(param, grad, state_sums[i], rate, eps)
             continue
@@ -83,7 +86,7 @@ def adagrad_foreach(
     state_sums: list[Tensor],
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     lr_decay: float,
     weight_decay: float,
     eps: float,
@@ -105,12 +108,12 @@ def adagrad_foreach(
         )
         return
     torch._foreach_add_(steps, 1)
-    rates = [-lr / (1 + (step.item() - 1) * lr_decay) for step in steps]
+    rates = [-lr / (1 + (scalar_value(step) - 1) * lr_decay) for step in steps]
     grads = foreach_l2_grads(grads, params, weight_decay, maximize)
     torch._foreach_addcmul_(state_sums, grads, grads)
     denoms = torch._foreach_sqrt(state_sums)
     torch._foreach_add_(denoms, eps)
-    torch._foreach_addcdiv_(params, grads, denoms, rates)
+    foreach_addcdiv_(params, grads, denoms, rates)
 
 
 class Adagrad(Optimizer):
@@ -168,6 +171,7 @@ class Adagrad(Optimizer):
     }
     flags = ("maximize",)
     per_element_state = ("sum",)
+    tensor_options = frozenset({"lr"})
     sparse_grad = "accepted"
 
     def __init__(

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, foreach_l2_grads, per_device_and_dtype
+from descend.optimizer import (
+    Optimizer,
+    Scalar,
+    Values,
+    as_real,
+    foreach_addcdiv_,
+    foreach_l2_grads,
+    per_device_and_dtype,
+    scalar_sqrt,
+    scalar_value,
+)
 
 
 def adam_loop(
@@ -20,7 +29,7 @@ def adam_loop(
     max_exp_avg_sqs: list[Tensor] | None,
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     beta1: float,
     beta2: float,
     eps: float,
@@ -31,12 +40,13 @@ def adam_loop(
     """Adam, one tensor at a time (the reference). Updates params and state in place.
 
     ``steps`` holds each tensor's step count (0-d tensors), incremented here;
-    ``max_exp_avg_sqs`` is given for AMSGrad and None otherwise.
+    ``max_exp_avg_sqs`` is given for AMSGrad and None otherwise. ``lr`` may be a 0-d
+    tensor.
     """
     for i, param in enumerate(params):
         grad = -grads[i] if maximize else grads[i]
         steps[i] += 1
-        step = steps[i].item()
+        step = scalar_value(steps[i])
         if weight_decay != 0:
             if decoupled_weight_decay:
                 param.mul_(1 - lr * weight_decay)
@@ -49,7 +59,7 @@ def adam_loop(
             torch.maximum(max_exp_avg_sqs[i], second_moment, out=max_exp_avg_sqs[i])
             second_moment = max_exp_avg_sqs[i]
         # p -= lr * m_hat / (sqrt(v_hat) + eps), with the bias corrections as scalars
-        denom = second_moment.sqrt().div_(math.sqrt(1 - beta2**step)).add_(eps)
+        denom = second_moment.sqrt().div_(scalar_sqrt(1 - beta2**step)).add_(eps)
         param.addcdiv_(exp_avgs[i], denom, value=-lr / (1 - beta1**step))
 
 
@@ -62,7 +72,7 @@ def adam_foreach(
     max_exp_avg_sqs: list[Tensor] | None,
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     beta1: float,
     beta2: float,
     eps: float,
@@ -73,7 +83,7 @@ def adam_foreach(
     """Adam over all tensors at once with ``torch._foreach_*`` ops; same contract as
     :func:`adam_loop`."""
     torch._foreach_add_(steps, 1)
-    counts = [step.item() for step in steps]
+    counts = [scalar_value(step) for step in steps]
     if weight_decay != 0 and decoupled_weight_decay:
         torch._foreach_mul_(params, 1 - lr * weight_decay)
     l2 = 0.0 if decoupled_weight_decay else weight_decay
@@ -86,9 +96,9 @@ def adam_foreach(
         torch._foreach_maximum_(max_exp_avg_sqs, exp_avg_sqs)
         second_moments = max_exp_avg_sqs
     denoms = torch._foreach_sqrt(second_moments)
-    torch._foreach_div_(denoms, [math.sqrt(1 - beta2**t) for t in counts])
+    torch._foreach_div_(denoms, [scalar_sqrt(1 - beta2**t) for t in counts])
     torch._foreach_add_(denoms, eps)
-    torch._foreach_addcdiv_(params, exp_avgs, denoms, [-lr / (1 - beta1**t) for t in counts])
+    foreach_addcdiv_(params, exp_avgs, denoms, [-lr / (1 - beta1**t) for t in counts])
 
 
 class Adam(Optimizer):
@@ -140,6 +150,7 @@ class Adam(Optimizer):
     }
     flags = ("amsgrad", "maximize", "decoupled_weight_decay")
     per_element_state = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    tensor_options = frozenset({"lr"})
 
     def __init__(
         self,

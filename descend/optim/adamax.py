@@ -8,7 +8,16 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, foreach_l2_grads, per_device_and_dtype
+from descend.optimizer import (
+    Optimizer,
+    Scalar,
+    Values,
+    as_real,
+    foreach_addcdiv_,
+    foreach_l2_grads,
+    per_device_and_dtype,
+    scalar_value,
+)
 
 
 def adamax_loop(
@@ -18,7 +27,7 @@ def adamax_loop(
     exp_infs: list[Tensor],
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     beta1: float,
     beta2: float,
     eps: float,
@@ -37,7 +46,7 @@ def adamax_loop(
         exp_avgs[i].lerp_(grad, 1 - beta1)
         # u_t = max(beta2 * u_{t-1}, |g_t| + eps), elementwise
         torch.maximum(exp_infs[i].mul_(beta2), grad.abs().add_(eps), out=exp_infs[i])
-        step_size = lr / (1 - beta1 ** steps[i].item())
+        step_size = lr / (1 - beta1 ** scalar_value(steps[i]))
         param.addcdiv_(exp_avgs[i], exp_infs[i], value=-step_size)
 
 
@@ -49,7 +58,7 @@ def adamax_foreach(
     exp_infs: list[Tensor],
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     beta1: float,
     beta2: float,
     eps: float,
@@ -65,8 +74,8 @@ def adamax_foreach(
     magnitudes = torch._foreach_abs(grads)
     torch._foreach_add_(magnitudes, eps)
     torch._foreach_maximum_(exp_infs, magnitudes)
-    step_sizes = [-lr / (1 - beta1 ** step.item()) for step in steps]
-    torch._foreach_addcdiv_(params, exp_avgs, exp_infs, step_sizes)
+    step_sizes = [-lr / (1 - beta1 ** scalar_value(step)) for step in steps]
+    foreach_addcdiv_(params, exp_avgs, exp_infs, step_sizes)
 
 
 class Adamax(Optimizer):
@@ -113,6 +122,7 @@ class Adamax(Optimizer):
     }
     flags = ("maximize",)
     per_element_state = ("exp_avg", "exp_inf")
+    tensor_options = frozenset({"lr"})
 
     def __init__(
         self,

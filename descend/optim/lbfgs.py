@@ -413,6 +413,7 @@ class LBFGS(Optimizer):
     flags = ()
     impls = ("loop",)
     sparse_grad = "accepted"
+    _step_supports_amp_scaling = False  # as torch's LBFGS: GradScaler unscales and skips
 
     def __init__(
         self,
@@ -492,6 +493,7 @@ class LBFGS(Optimizer):
                 line_search_fn=group["line_search_fn"],
             )
         group["step"] += 1
+        self.steps_taken += 1
         return loss
 
     def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:

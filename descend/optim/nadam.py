@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
@@ -11,29 +10,33 @@ from torch import Tensor
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
 from descend.optimizer import (
     Optimizer,
+    Scalar,
     as_real,
+    foreach_addcdiv_,
     foreach_l2_grads,
     per_device_and_dtype,
     scalar_dtype,
+    scalar_sqrt,
+    scalar_value,
 )
 
 
-def _momentum_at(beta1: float, momentum_decay: float, step: float) -> float:
+def _momentum_at(beta1: float, momentum_decay: float, step: Scalar) -> Scalar:
     """The momentum coefficient mu_t = beta1 * (1 - 0.96 ** (t * psi) / 2) at step t."""
     return beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
 
 
 def _advance_products(
-    mu_products: list[Tensor], counts: list[float], beta1: float, momentum_decay: float
-) -> tuple[list[float], list[float], list[float]]:
+    mu_products: list[Tensor], counts: list[Scalar], beta1: float, momentum_decay: float
+) -> tuple[list[Scalar], list[Scalar], list[Scalar]]:
     """Multiply each running product by its mu_t; return mu_t, mu_{t+1} and the products."""
     mus = [_momentum_at(beta1, momentum_decay, t) for t in counts]
     mu_nexts = [_momentum_at(beta1, momentum_decay, t + 1) for t in counts]
-    products = []
-    for product, mu in zip(mu_products, mus):
-        product.mul_(mu)  # 0-d, kept where torch keeps it (the host, unless loaded elsewhere)
-        products.append(product.item())
-    return mus, mu_nexts, products
+    # The products are 0-d, kept where torch keeps them (the host, unless loaded elsewhere).
+    # One multi-tensor op, not product.mul_(mu) each: torch.compile (2.13) drops a 0-d
+    # float64 input's own in-place ops from the graph, but keeps multi-tensor ones.
+    torch._foreach_mul_(mu_products, mus)
+    return mus, mu_nexts, [scalar_value(product) for product in mu_products]
 
 
 def nadam_loop(
@@ -44,7 +47,7 @@ def nadam_loop(
     mu_products: list[Tensor],
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     beta1: float,
     beta2: float,
     eps: float,
@@ -61,7 +64,7 @@ def nadam_loop(
     for i, param in enumerate(params):
         grad = -grads[i] if maximize else grads[i]
         steps[i] += 1
-        step = steps[i].item()
+        step = scalar_value(steps[i])
         if weight_decay != 0:
             if decoupled_weight_decay:
                 param.mul_(1 - lr * weight_decay)
@@ -72,7 +75,7 @@ def nadam_loop(
         )
         exp_avgs[i].lerp_(grad, 1 - beta1)
         exp_avg_sqs[i].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = exp_avg_sqs[i].sqrt().div_(math.sqrt(1 - beta2**step)).add_(eps)
+        denom = exp_avg_sqs[i].sqrt().div_(scalar_sqrt(1 - beta2**step)).add_(eps)
         # Nesterov: the current gradient weighted by (1 - mu_t), the momentum by mu_{t+1}
         param.addcdiv_(grad, denom, value=-lr * (1 - mu) / (1 - product))
         param.addcdiv_(exp_avgs[i], denom, value=-lr * mu_next / (1 - product * mu_next))
@@ -87,7 +90,7 @@ def nadam_foreach(
     mu_products: list[Tensor],
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     beta1: float,
     beta2: float,
     eps: float,
@@ -99,7 +102,7 @@ def nadam_foreach(
     """NAdam over all tensors at once with ``torch._foreach_*`` ops; same contract as
     :func:`nadam_loop`."""
     torch._foreach_add_(steps, 1)
-    counts = [step.item() for step in steps]
+    counts = [scalar_value(step) for step in steps]
     if weight_decay != 0 and decoupled_weight_decay:
         torch._foreach_mul_(params, 1 - lr * weight_decay)
     l2 = 0.0 if decoupled_weight_decay else weight_decay
@@ -109,12 +112,12 @@ def nadam_foreach(
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
     denoms = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denoms, [math.sqrt(1 - beta2**t) for t in counts])
+    torch._foreach_div_(denoms, [scalar_sqrt(1 - beta2**t) for t in counts])
     torch._foreach_add_(denoms, eps)
     grad_scales = [-lr * (1 - mu) / (1 - prod) for mu, prod in zip(mus, products)]
     avg_scales = [-lr * nxt / (1 - prod * nxt) for nxt, prod in zip(mu_nexts, products)]
-    torch._foreach_addcdiv_(params, grads, denoms, grad_scales)
-    torch._foreach_addcdiv_(params, exp_avgs, denoms, avg_scales)
+    foreach_addcdiv_(params, grads, denoms, grad_scales)
+    foreach_addcdiv_(params, exp_avgs, denoms, avg_scales)
 
 
 class NAdam(Optimizer):
@@ -174,6 +177,7 @@ class NAdam(Optimizer):
     }
     flags = ("decoupled_weight_decay", "maximize")
     per_element_state = ("exp_avg", "exp_avg_sq")
+    tensor_options = frozenset({"lr"})
 
     def __init__(
         self,

@@ -8,7 +8,16 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, foreach_l2_grads, per_device_and_dtype
+from descend.optimizer import (
+    Optimizer,
+    Scalar,
+    Values,
+    as_real,
+    foreach_add_scaled_,
+    foreach_addcdiv_,
+    foreach_l2_grads,
+    per_device_and_dtype,
+)
 
 
 def rmsprop_loop(
@@ -19,7 +28,7 @@ def rmsprop_loop(
     momentum_buffers: list[Tensor] | None,
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     alpha: float,
     eps: float,
     weight_decay: float,
@@ -61,7 +70,7 @@ def rmsprop_foreach(
     momentum_buffers: list[Tensor] | None,
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: Scalar,
     alpha: float,
     eps: float,
     weight_decay: float,
@@ -84,9 +93,9 @@ def rmsprop_foreach(
     if momentum_buffers is not None:
         torch._foreach_mul_(momentum_buffers, momentum)
         torch._foreach_addcdiv_(momentum_buffers, grads, denoms)
-        torch._foreach_add_(params, momentum_buffers, alpha=-lr)
+        foreach_add_scaled_(params, momentum_buffers, -lr)
     else:
-        torch._foreach_addcdiv_(params, grads, denoms, -lr)
+        foreach_addcdiv_(params, grads, denoms, -lr)
 
 
 class RMSprop(Optimizer):
@@ -147,6 +156,7 @@ class RMSprop(Optimizer):
     }
     flags = ("centered", "maximize")
     per_element_state = ("square_avg", "momentum_buffer", "grad_avg")
+    tensor_options = frozenset({"lr"})
 
     def __init__(
         self,

@@ -8,7 +8,15 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, any_real, is_step_sequence, nonnegative, resolve
-from descend.optimizer import Optimizer, Values, as_real, foreach_l2_grads, per_device_and_dtype
+from descend.optimizer import (
+    Optimizer,
+    Scalar,
+    Values,
+    as_real,
+    foreach_add_scaled_,
+    foreach_l2_grads,
+    per_device_and_dtype,
+)
 
 
 def sgd_loop(
@@ -16,7 +24,7 @@ def sgd_loop(
     grads: list[Tensor],
     momentum_buffers: list[Tensor | None] | None,
     *,
-    lr: float,
+    lr: Scalar,
     momentum: float,
     dampening: float,
     weight_decay: float,
@@ -26,7 +34,7 @@ def sgd_loop(
     """SGD, one tensor at a time (the reference). Updates ``params`` in place.
 
     ``momentum_buffers`` is None for plain SGD; otherwise its ``None`` entries are replaced
-    by new buffers, which start as the first (decayed) gradient.
+    by new buffers, which start as the first (decayed) gradient. ``lr`` may be a 0-d tensor.
     """
     for i, param in enumerate(params):
         direction = -grads[i] if maximize else grads[i]
@@ -51,7 +59,7 @@ def sgd_foreach(
     grads: list[Tensor],
     momentum_buffers: list[Tensor | None] | None,
     *,
-    lr: float,
+    lr: Scalar,
     momentum: float,
     dampening: float,
     weight_decay: float,
@@ -74,7 +82,7 @@ def sgd_foreach(
             directions = torch._foreach_add(directions, momentum_buffers, alpha=momentum)
         else:
             directions = momentum_buffers
-    torch._foreach_add_(params, directions, alpha=-lr)
+    foreach_add_scaled_(params, directions, -lr)
 
 
 class SGD(Optimizer):
@@ -120,6 +128,7 @@ class SGD(Optimizer):
     flags = ("nesterov", "maximize")
     per_element_state = ("momentum_buffer",)
     sparse_grad = "accepted"
+    tensor_options = frozenset({"lr"})
 
     def __init__(
         self,
