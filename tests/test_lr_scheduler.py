@@ -375,3 +375,66 @@ def test_get_last_lr_is_a_copy_of_what_was_set():
     assert scheduler.get_last_lr() == [0.05, 0.025]
     scheduler.get_last_lr()[0] = 1.0
     assert optimizer.param_groups[0]["lr"] == 0.05
+
+
+@pytest.mark.parametrize("lr", [Exponential(0.1, 1, 0.9), [0.1, 0.09, 0.08]])
+def test_an_lr_that_is_already_scheduled_is_refused_clearly(lr):
+    optimizer = descend.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+    message = r"param group 0's lr is (Exponential|list) .*use that or the scheduler, not both"
+    with pytest.raises(TypeError, match=message):
+        D.StepLR(optimizer, 3)
+    assert optimizer.param_groups[0]["lr"] == lr
+    assert "initial_lr" not in optimizer.param_groups[0]
+
+
+BAD_ARGUMENTS = [
+    (lambda o: D.StepLR(o, 0), ValueError, "step_size must be an integer >= 1, got 0"),
+    (lambda o: D.ConstantLR(o, factor=1.5), ValueError, r"factor must be in \[0, 1\], got 1.5"),
+    (lambda o: D.LinearLR(o, start_factor=0), ValueError, r"start_factor must be in \(0, 1\]"),
+    (lambda o: D.LinearLR(o, total_iters=0), ValueError, "total_iters must be an integer >= 1"),
+    (lambda o: D.PolynomialLR(o, total_iters=-2), ValueError, "total_iters must be an integer"),
+    (lambda o: D.CosineAnnealingLR(o, 0), ValueError, "T_max must be > 0, got 0"),
+    (lambda o: D.CosineAnnealingWarmRestarts(o, 0), ValueError, "T_0 must be an integer >= 1"),
+    (lambda o: D.CosineAnnealingWarmRestarts(o, 5, 0), ValueError, "T_mult must be an integer"),
+    (lambda o: D.LambdaLR(o, [abs, abs, abs]), ValueError, "lr_lambda has 3 functions but"),
+    (lambda o: D.MultiplicativeLR(o, 0.9), TypeError, "lr_lambda must be callable, got float"),
+    (lambda o: D.CyclicLR(o, 0.1, 1.0, mode="up"), ValueError, "mode must be 'triangular'"),
+    (lambda o: D.CyclicLR(o, 0.1, [1.0] * 3), ValueError, "max_lr has 3 values but the"),
+    (
+        lambda o: D.CyclicLR(o, 0.1, 1.0, base_momentum=[0.8] * 3),
+        ValueError,
+        "base_momentum has 3 values",
+    ),
+    (lambda o: D.OneCycleLR(o, 0.1), ValueError, "OneCycleLR needs total_steps, or epochs"),
+    (lambda o: D.OneCycleLR(o, 0.1, 10, pct_start=1.5), ValueError, "pct_start must be a float"),
+    (
+        lambda o: D.OneCycleLR(o, 0.1, 10, max_momentum=[0.9] * 3),
+        ValueError,
+        "max_momentum has 3 values",
+    ),
+    (lambda o: D.ReduceLROnPlateau(o, factor=1.0), ValueError, "factor must be < 1, got 1.0"),
+    (lambda o: D.ReduceLROnPlateau(o, mode="up"), ValueError, "mode must be 'min' or 'max'"),
+    (lambda o: D.SequentialLR(o, [], []), ValueError, "SequentialLR needs a non-empty list"),
+    (
+        lambda o: D.SequentialLR(o, [D.StepLR(o, 2), D.StepLR(o, 3)], []),
+        ValueError,
+        "one milestone fewer than schedulers",
+    ),
+    (
+        lambda o: D.ChainedScheduler([T.StepLR(o, 2)]),
+        TypeError,
+        r"schedulers\[0\] must be a descend.lr_scheduler scheduler, got StepLR",
+    ),
+    (lambda o: D.StepLR(object(), 2), TypeError, "optimizer must be a torch.optim.Optimizer"),
+]
+
+
+@pytest.mark.parametrize(("factory", "error", "message"), BAD_ARGUMENTS)
+def test_bad_arguments_are_refused_and_change_nothing(factory, error, message):
+    optimizer = descend.SGD(make_groups(), momentum=0.9)
+    before = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    with pytest.raises(error, match=message):
+        factory(optimizer)
+    after = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    if "descend.lr_scheduler scheduler" not in message and "milestone" not in message:
+        assert after == before

@@ -84,6 +84,20 @@ def _check_optimizer(optimizer: Any) -> None:
             f"optimizer must be a torch.optim.Optimizer (descend's optimizers are), got "
             f"{type(optimizer).__name__}"
         )
+    for index, group in enumerate(optimizer.param_groups):
+        _check_lr(index, group)
+
+
+def _check_lr(index: int, group: dict[str, Any]) -> None:
+    """A scheduler sets ``group["lr"]``: it must be a number or a one-element tensor."""
+    lr = group.get("lr")
+    is_number = isinstance(lr, (int, float)) and not isinstance(lr, bool)
+    if not is_number and not (isinstance(lr, Tensor) and lr.numel() == 1):
+        raise TypeError(
+            f"param group {index}'s lr is {type(lr).__name__} {lr!r}; an LR scheduler needs a "
+            "number or a one-element tensor there. A schedule or per-step sequence given as "
+            "lr already schedules it: use that or the scheduler, not both"
+        )
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -216,6 +230,7 @@ class LRScheduler(_torch.LRScheduler):
         groups = self.optimizer.param_groups
         for index in range(len(self.base_lrs), len(groups)):
             group = groups[index]
+            _check_lr(index, group)
             group.setdefault("initial_lr", _copy(group["lr"]))
             self.base_lrs.append(_copy(group["initial_lr"]))
             self._added_group(index, group)

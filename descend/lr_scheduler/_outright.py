@@ -188,10 +188,12 @@ class CyclicLR(_Cycling):
             if size is not None and not (isinstance(size, (int, float)) and size > 0):
                 raise ValueError(f"{name} must be > 0, got {size!r}")
         base_lrs = _per_group("base_lr", optimizer, base_lr)
-        if last_epoch == -1:
-            for lr, group in zip(base_lrs, optimizer.param_groups):
-                _set(group, "lr", float(lr))
         self.max_lrs = _per_group("max_lr", optimizer, max_lr)
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:  # every check before the groups change
+            self._check_momentum(optimizer)
+            self.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
+            self.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
         self._one_max_lr = not isinstance(max_lr, (list, tuple))
         self.step_size_up = float(step_size_up)
         self.step_size_down = float(step_size_down) if step_size_down is not None else None
@@ -205,12 +207,10 @@ class CyclicLR(_Cycling):
             if scale_fn is None and mode == "exp_range"
             else (scale_mode if scale_fn is not None else "cycle")
         )
-        self.cycle_momentum = cycle_momentum
-        if cycle_momentum:
-            self._check_momentum(optimizer)
-            self.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
-            self.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
-            if last_epoch == -1:
+        if last_epoch == -1:
+            for lr, group in zip(base_lrs, optimizer.param_groups):
+                _set(group, "lr", float(lr))
+            if cycle_momentum:
                 for top, bottom, group in zip(
                     self.max_momentums, self.base_momentums, optimizer.param_groups
                 ):
@@ -319,16 +319,16 @@ class OneCycleLR(_Cycling):
         max_lrs = _per_group("max_lr", optimizer, max_lr)
         self._one_max_lr = not isinstance(max_lr, (list, tuple))
         self._max_lr = max_lrs[0]
-        if last_epoch == -1:
-            for top, group in zip(max_lrs, optimizer.param_groups):
-                self._set_lr_keys(group, top)
         self.cycle_momentum = cycle_momentum
-        if cycle_momentum:
+        if cycle_momentum:  # every check before the groups change
             self._check_momentum(optimizer)
             tops = _per_group("max_momentum", optimizer, max_momentum)
             bottoms = _per_group("base_momentum", optimizer, base_momentum)
             self._momenta = (tops[0], bottoms[0])
-            if last_epoch == -1:
+        if last_epoch == -1:
+            for top, group in zip(max_lrs, optimizer.param_groups):
+                self._set_lr_keys(group, top)
+            if cycle_momentum:
                 for top, bottom, group in zip(tops, bottoms, optimizer.param_groups):
                     _set_momentum(group, self.use_beta1, top)
                     group["max_momentum"] = top
