@@ -207,7 +207,20 @@ class LRScheduler(_torch.LRScheduler):
     def _write(self, values: Sequence[float]) -> None:
         for group, value in zip(self.optimizer.param_groups, values):
             _set(group, "lr", value)
+        self._record_lrs()
+
+    def _record_lrs(self) -> None:
+        """Remember the groups' lrs as the values set last (copies: never aliases)."""
         self._last_lr = [_copy(group["lr"]) for group in self.optimizer.param_groups]
+
+    def _attach(self, optimizer: Optimizer, last_epoch: int) -> None:
+        """What :meth:`__init__` sets up, for schedulers that set their lrs themselves
+        (ReduceLROnPlateau, the composites): the optimizer, the count, step watching."""
+        self.optimizer = optimizer
+        self.last_epoch = last_epoch
+        _watch(optimizer)
+        self._seen = _progress(optimizer)
+        self._step_count = 1
 
     def _restart(self) -> None:
         """Start again from count 0, from the current lrs (SequentialLR, at a milestone)."""

@@ -15,7 +15,6 @@ from descend.lr_scheduler._base import (
     _copy,
     _progress,
     _set,
-    _watch,
 )
 from descend.lr_scheduler._plateau import ReduceLROnPlateau
 
@@ -66,9 +65,6 @@ class _Composite(LRScheduler):
     def _step(self, metrics: Any = None) -> None:
         raise NotImplementedError
 
-    def _settled(self) -> None:
-        self._last_lr = [_copy(group["lr"]) for group in self.optimizer.param_groups]
-
     def get_lr(self) -> list[float]:
         return [float(group["lr"]) for group in self.optimizer.param_groups]
 
@@ -113,23 +109,19 @@ class SequentialLR(_Composite):
             )
         if any(b <= a for a, b in itertools.pairwise(milestones)):
             raise ValueError(f"milestones must be strictly increasing, got {milestones!r}")
-        self.optimizer = optimizer
         self._schedulers = list(schedulers)
         self._milestones = milestones
-        self.last_epoch = last_epoch + 1
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", _copy(group["lr"]))
         self.base_lrs = [_copy(group["initial_lr"]) for group in optimizer.param_groups]
-        _watch(optimizer)
-        self._seen = _progress(optimizer)
-        self._step_count = 1
+        self._attach(optimizer, last_epoch + 1)
         self._start_child(bisect.bisect_right(milestones, self.last_epoch))
 
     def _start_child(self, index: int) -> None:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             _set(group, "lr", float(base))
         self._schedulers[index]._restart()
-        self._settled()
+        self._record_lrs()
 
     def _restart(self) -> None:
         self.last_epoch = 0
@@ -143,7 +135,7 @@ class SequentialLR(_Composite):
             self._start_child(index)
         else:
             _step_child(self._schedulers[index], metrics)
-            self._settled()
+            self._record_lrs()
 
 
 class ChainedScheduler(_Composite):
@@ -160,25 +152,21 @@ class ChainedScheduler(_Composite):
         optimizer = optimizer or schedulers[0].optimizer
         _check_optimizer(optimizer)
         _check_children("ChainedScheduler", optimizer, schedulers)
-        self.optimizer = optimizer
         self._schedulers = list(schedulers)
         self.base_lrs = [
             _copy(group.get("initial_lr", group["lr"])) for group in optimizer.param_groups
         ]
-        self.last_epoch = 0
-        _watch(optimizer)
-        self._seen = _progress(optimizer)
-        self._step_count = 1
-        self._last_lr = [_copy(group["lr"]) for group in optimizer.param_groups]
+        self._attach(optimizer, 0)
+        self._record_lrs()
 
     def _restart(self) -> None:
         self.last_epoch = 0
         for scheduler in self._schedulers:
             scheduler._restart()
-        self._last_lr = [_copy(group["lr"]) for group in self.optimizer.param_groups]
+        self._record_lrs()
 
     def _step(self, metrics: Any = None) -> None:
         self.last_epoch += 1
         for scheduler in self._schedulers:
             _step_child(scheduler, metrics)
-        self._last_lr = [_copy(group["lr"]) for group in self.optimizer.param_groups]
+        self._record_lrs()

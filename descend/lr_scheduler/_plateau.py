@@ -17,7 +17,6 @@ from descend.lr_scheduler._base import (
     _per_group,
     _progress,
     _set,
-    _watch,
 )
 
 # --------------------------------------------------------------------------------------
@@ -51,7 +50,6 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
         self.factor = factor
-        self.optimizer = optimizer
         if isinstance(min_lr, (list, tuple)):
             self.min_lrs = _per_group("min_lr", optimizer, min_lr)
             self.default_min_lr = None
@@ -65,12 +63,9 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
         self.threshold = threshold
         self.threshold_mode = threshold_mode
         self.mode_worse = math.inf if mode == "min" else -math.inf
-        self.last_epoch = 0
-        self._step_count = 1
         self.base_lrs = [_copy(group["lr"]) for group in optimizer.param_groups]
-        self._last_lr = [_copy(group["lr"]) for group in optimizer.param_groups]
-        _watch(optimizer)
-        self._seen = _progress(optimizer)
+        self._attach(optimizer, 0)
+        self._record_lrs()
         self._reset()
 
     def _reset(self) -> None:
@@ -81,7 +76,7 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
     def _restart(self) -> None:
         self.last_epoch = 0
         self._reset()
-        self._last_lr = [_copy(group["lr"]) for group in self.optimizer.param_groups]
+        self._record_lrs()
 
     def step(self, metrics: SupportsFloat, epoch: int | None = None) -> None:  # type: ignore[override]
         """Record ``metrics`` (the monitored value) and reduce the lr on a plateau."""
@@ -110,7 +105,7 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
             self._reduce_lr()
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
-        self._last_lr = [_copy(group["lr"]) for group in self.optimizer.param_groups]
+        self._record_lrs()
 
     def _reduce_lr(self, epoch: int | None = None) -> None:
         groups = self.optimizer.param_groups
