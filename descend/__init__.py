@@ -18,6 +18,7 @@ from descend.averaging import (
     get_swa_multi_avg_fn,
     update_bn,
 )
+from descend.lr_finder import LRFinderResult, lr_find
 from descend.optim import (
     ASGD,
     LBFGS,
@@ -51,6 +52,7 @@ __all__ = [
     "AdamW",
     "Adamax",
     "AveragedModel",
+    "LRFinderResult",
     "Muon",
     "NAdam",
     "Optimizer",
@@ -64,6 +66,7 @@ __all__ = [
     "get_ema_multi_avg_fn",
     "get_swa_avg_fn",
     "get_swa_multi_avg_fn",
+    "lr_find",
     "lr_scheduler",
     "schedules",
     "update_bn",

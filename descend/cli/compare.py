@@ -1,0 +1,214 @@
+"""``descend compare``: train a task with the runs you choose and write a report.
+
+Runs come from ``--opt SPEC`` flags (see :mod:`descend.cli.spec` for the syntax) and from a
+TOML file's ``[[run]]`` tables (``--config``); flags given on the command line override the
+file's ``task``, ``steps``, ``seed`` and ``device``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from descend.cli import report as reports
+from descend.cli.spec import (
+    Config,
+    RunSpec,
+    SpecError,
+    config_toml,
+    parse_config,
+    parse_run,
+    unique_labels,
+)
+from descend.cli.tasks import TASKS, Task, get_task
+from descend.cli.train import RunResult, prepare_runs, train_runs
+
+DEFAULT_OUT = "descend-report"
+
+
+# --------------------------------------------------------------------------------------
+# Shared by the commands
+# --------------------------------------------------------------------------------------
+
+
+def count(minimum: int, name: str):
+    """An argparse type: an integer >= ``minimum`` (the error names the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def parse_device(text: str) -> torch.device:
+    """The device named ``text``; :class:`SpecError` if torch does not know it or this
+    machine does not have it."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise SpecError(f"--device: unknown device {text!r} (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError(f"--device {text}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SpecError(f"--device {text}: this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise SpecError(f"--device {text}: only cpu and cuda devices are supported")
+    return device
+
+
+def read_config(path: str) -> Config:
+    """The configuration in the TOML file ``path``; :class:`SpecError` if it can't be read."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise SpecError(f"--config {path}: cannot read it: {reason}") from None
+    return parse_config(text, where=path)
+
+
+def task_named(name: str) -> Task:
+    try:
+        return get_task(name)
+    except ValueError as error:
+        raise SpecError(str(error)) from None
+
+
+def add_run_options(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """``--steps``, ``--seed``, ``--device`` and ``--out``, as every training command has."""
+    parser.add_argument(
+        "--steps",
+        type=count(1, "--steps"),
+        metavar="N",
+        help="training steps per run (default: the task's or the config's)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=count(0, "--seed"),
+        metavar="S",
+        help="seed of the initial weights and the batches (default 0)",
+    )
+    parser.add_argument("--device", metavar="D", help="cpu (default), cuda or cuda:N")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=default_out,
+        help=f"the report's folder (default {default_out})",
+    )
+
+
+def run_comparison(
+    task: Task, runs: list[RunSpec], steps: int, seed: int, device: torch.device, out: Path
+) -> list[RunResult]:
+    """Train ``runs`` on ``task`` with rich progress bars, print the summary table and
+    write the report into ``out``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    runs = unique_labels(runs)
+    prepared = prepare_runs(task, runs, seed, device)
+    console = Console(file=sys.stdout)
+    console.print(f"[bold]{task.name}[/bold]: {task.description}")
+    console.print(f"{steps} steps, seed {seed}, device {device}; {len(runs)} runs")
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        bars = [
+            progress.add_task(reports._short(run.label, 40), total=steps, loss="-") for run in runs
+        ]
+
+        def advance(index: int, done: int, loss: float) -> None:
+            progress.update(bars[index], completed=done, loss=f"{loss:.4g}")
+
+        results = train_runs(task, runs, steps, seed, device, advance, prepared)
+    settings = reports.Settings(
+        task.name, task.description, steps, seed, str(device), tuple(task.metrics), task.log_loss
+    )
+    reports.print_table(console, settings, results)
+    page = reports.write_report(
+        out, settings, results, config_toml(task.name, steps, seed, str(device), runs)
+    )
+    console.print(f"report: {page}")
+    return results
+
+
+# --------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------
+
+EPILOG = """\
+SPEC: an optimizer, optionally called with key=value options; values may be numbers,
+'strings', lists, schedules from descend.schedules (lower case) and arithmetic; `steps`
+is the number of training steps; `label` names the run; `ema=DECAY` also evaluates an
+exponential moving average of the weights. Examples:
+
+  descend compare --opt "sgd(lr=cosine(0.1, steps), momentum=0.9)" \\
+                  --opt "adamw(lr=warmup(cosine(3e-3, steps - 30), 30), ema=0.99)"
+  descend compare --task charlm --opt adam --opt "rmsprop(lr=1e-3)" --steps 300
+  descend compare --config runs.toml --out my-report
+
+A config file holds task/steps/seed/device and [[run]] tables (optimizer = "adamw",
+label, ema and the options; a string option is a SPEC value: lr = "cosine(0.1, steps)").
+`descend demo --print-config` prints one to start from.
+"""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``compare`` to the ``descend`` parser's ``commands``."""
+    parser = commands.add_parser(
+        "compare",
+        help="compare optimizers and schedules of your choice on a task",
+        description="Train one task with each run (an optimizer, its hyperparameters and "
+        "schedules), print a summary table and write a report folder with plots.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help='a run, e.g. "adam(lr=1e-3)"; repeat for more runs',
+    )
+    parser.add_argument("--config", metavar="FILE", help="a TOML file with settings and runs")
+    parser.add_argument(
+        "--task", choices=list(TASKS), help="what to train (default: the config's, else digits)"
+    )
+    add_run_options(parser, DEFAULT_OUT)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``descend compare`` with parsed ``args``; returns the exit code."""
+    config = read_config(args.config) if args.config else Config()
+    compare(config, args)
+    return 0
+
+
+def compare(config: Config, args: argparse.Namespace) -> list[RunResult]:
+    """Resolve the settings (flags over ``config`` over defaults), build the runs and run."""
+    task = task_named(args.task or config.task or "digits")
+    steps = args.steps or config.steps or task.default_steps
+    seed = args.seed if args.seed is not None else (config.seed or 0)
+    if steps < 1:
+        raise SpecError(f"steps must be at least 1, got {steps}")
+    if seed < 0:
+        raise SpecError(f"seed must be at least 0, got {seed}")
+    device = parse_device(args.device or config.device or "cpu")
+    runs = config.run_specs(steps) + [parse_run(text, steps) for text in args.opt]
+    if not runs:
+        raise SpecError("no runs: give one with --opt SPEC or a [[run]] table in --config FILE")
+    return run_comparison(task, runs, steps, seed, device, Path(args.out))

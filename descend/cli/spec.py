@@ -1,0 +1,441 @@
+"""Optimizers and schedules written as text: the SPEC syntax of the command line and its TOML.
+
+A SPEC is a small subset of Python's expression syntax, read with :mod:`ast` and never
+evaluated by Python::
+
+    adamw(lr=warmup(cosine(3e-3, steps - 30), 30), weight_decay=0.01, ema=0.99)
+    mindspore.Momentum(learning_rate=cosine(0.1, steps), momentum=0.9)
+    sgd(lr=0.1, momentum=join([constant(0.9), linear(0.9, 0.99, 100)], [50]))
+
+- **A run** is an optimizer's name, optionally called with ``key=value`` options. Names
+  are descend's optimizers (``sgd``, ``adam``, ``adamw``, ...) and the front ends'
+  (``mindspore.Momentum``, ``mxnet.ADAM``, ``luatorch.SGD``, ...); case and underscores
+  do not matter. Two keys belong to the run rather than the optimizer: ``label`` (its name
+  in the report) and ``ema`` (keep an exponential moving average of the weights with this
+  decay, evaluated beside the live weights).
+- **A value** is a number, a string in quotes, ``True``/``False``/``None``, a list or
+  tuple, a schedule, or arithmetic on these (``+ - * / // **``, unary ``-``, ``min``,
+  ``max``); ``inf`` and ``pi`` are the numbers.
+- **A schedule** is one of :mod:`descend.schedules` called with its own arguments, named
+  in lower case with or without underscores: ``cosine(0.1, 1000)``,
+  ``warmup(cosine(0.1, 900), 100)``, ``multi_step(0.1, [300, 600])``, ``onecycle(...)``.
+- ``steps`` is the run's number of training steps, so ``cosine(0.1, steps)`` decays
+  over the whole run whatever ``--steps`` says.
+
+The same runs in a TOML file (``descend compare --config runs.toml``) are tables of an
+array ``[[run]]`` with an ``optimizer`` key, optional ``label`` and ``ema``, and the
+options; a string option is read as a SPEC value when it is one (``lr = "cosine(0.1,
+steps)"``), and kept as the string otherwise (``line_search_fn = "strong_wolfe"``).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import torch
+
+from descend import schedules
+
+RUN_KEYS = ("label", "ema")
+"""Keys of a run that are not options of its optimizer."""
+
+FRONT_ENDS = {
+    "mindspore": "descend.compat.mindspore",
+    "mxnet": "descend.compat.mxnet.optim",
+    "luatorch": "descend.compat.luatorch",
+}
+"""The front ends whose torch-style optimizer classes a SPEC may name, and their modules."""
+
+_OPERATORS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
+}
+_CONSTANTS = {"inf": math.inf, "pi": math.pi}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max}
+
+
+class SpecError(ValueError):
+    """A SPEC or a configuration that cannot be read; the message names what and where."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a comparison: an optimizer with its options, as given and as evaluated.
+
+    ``options`` holds the evaluated values (numbers, schedules, lists); ``sources`` the
+    text each was written as (for the report and for writing the configuration back).
+    """
+
+    label: str
+    optimizer: str
+    options: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    ema: float | None = None
+
+    @property
+    def text(self) -> str:
+        """The run as one SPEC: ``adamw(lr=cosine(0.001, steps), weight_decay=0.01)``."""
+        options = ", ".join(f"{key}={value}" for key, value in self.sources.items())
+        ema = f"{', ' if options else ''}ema={self.ema!r}" if self.ema is not None else ""
+        return f"{self.optimizer}({options}{ema})"
+
+    def build(self, params: Any) -> torch.optim.Optimizer:
+        """The optimizer over ``params``; a bad option raises :class:`SpecError` naming it."""
+        cls = optimizer_classes()[_key(self.optimizer)]
+        try:
+            return cls(params, **self.options)
+        except (TypeError, ValueError) as error:
+            raise SpecError(f"run {self.label!r}: {self.optimizer}: {error}") from error
+
+
+# --------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "").replace("-", "").lower()
+
+
+@cache
+def optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
+    """Every optimizer class a SPEC may name, by its normalized name (``"mindspore.momentum"``).
+
+    The class's own spelling is ``cls.__name__`` with its front end's prefix; see
+    :func:`optimizer_names`.
+    """
+    import importlib
+
+    import descend
+
+    classes: dict[str, type[torch.optim.Optimizer]] = {}
+    modules = {
+        "": descend,
+        **{f"{end}.": importlib.import_module(m) for end, m in FRONT_ENDS.items()},
+    }
+    for prefix, module in modules.items():
+        for name in getattr(module, "__all__", dir(module)):
+            value = getattr(module, name)
+            if (
+                isinstance(value, type)
+                and issubclass(value, torch.optim.Optimizer)
+                and not name.startswith("_")
+                and name not in ("Optimizer", "LARS")  # a base to subclass; a wrapper
+            ):
+                classes[_key(prefix + name)] = value
+    return classes
+
+
+def optimizer_names() -> list[str]:
+    """The optimizers' names as the classes spell them: ``SGD``, ..., ``mindspore.Momentum``."""
+    names = []
+    for key, cls in optimizer_classes().items():
+        prefix = key.rpartition(".")[0]
+        names.append(f"{prefix}.{cls.__name__}" if prefix else cls.__name__)
+    return names
+
+
+def _optimizer_name(name: str, where: str) -> str:
+    """The class spelling of optimizer ``name``, or a :class:`SpecError` listing them all."""
+    classes = optimizer_classes()
+    cls = classes.get(_key(name))
+    if cls is None:
+        raise SpecError(
+            f"{where}unknown optimizer {name!r}; the optimizers are {', '.join(optimizer_names())}"
+        )
+    prefix = _key(name).rpartition(".")[0]
+    return f"{prefix}.{cls.__name__}" if prefix else cls.__name__
+
+
+@cache
+def schedule_classes() -> dict[str, type[schedules.Schedule]]:
+    """The schedules a SPEC may call, by normalized name (``cosinerestarts``)."""
+    return {
+        _key(name): getattr(schedules, name)
+        for name in schedules.__all__
+        if isinstance(getattr(schedules, name), type)
+        and issubclass(getattr(schedules, name), schedules.Schedule)
+        and name != "Schedule"
+    }
+
+
+def schedule_names() -> list[str]:
+    """The schedules' names as a SPEC writes them: ``constant``, ``cosine_restarts``, ..."""
+    return [
+        re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower() for cls in schedule_classes().values()
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------
+
+
+def _parse(text: str, what: str) -> ast.expr:
+    if not isinstance(text, str) or not text.strip():
+        raise SpecError(f"empty {what}")
+    try:
+        return ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as error:
+        raise SpecError(f"cannot read {what} {text!r}: {error.msg}") from None
+
+
+def _value(node: ast.expr, steps: int, text: str) -> Any:
+    """Evaluate one SPEC value: numbers, strings, lists, schedules and arithmetic."""
+    if isinstance(node, ast.Constant) and isinstance(
+        node.value, (int, float, str, bool, type(None))
+    ):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id == "steps":
+            return steps
+        if node.id in _CONSTANTS:
+            return _CONSTANTS[node.id]
+        raise SpecError(f"unknown name {node.id!r} in {text!r} (a string needs quotes)")
+    if isinstance(node, (ast.List, ast.Tuple)):
+        values = [_value(item, steps, text) for item in node.elts]
+        return values if isinstance(node, ast.List) else tuple(values)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        operand = _value(node.operand, steps, text)
+        return _apply(
+            operator.neg if isinstance(node.op, ast.USub) else operator.pos, text, operand
+        )
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _value(node.left, steps, text), _value(node.right, steps, text)
+        return _apply(_OPERATORS[type(node.op)], text, left, right)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.func.id in _FUNCTIONS and not node.keywords:
+            args = [_value(arg, steps, text) for arg in node.args]
+            return _apply(_FUNCTIONS[node.func.id], text, *args)
+        cls = schedule_classes().get(_key(node.func.id))
+        if cls is None:
+            raise SpecError(
+                f"unknown schedule {node.func.id!r} in {text!r}; the schedules are "
+                + ", ".join(schedule_names())
+            )
+        args = [_value(arg, steps, text) for arg in node.args]
+        kwargs = {kw.arg: _value(kw.value, steps, text) for kw in _keywords(node, text)}
+        return _apply(cls, text, *args, **kwargs)
+    raise SpecError(
+        f"cannot read {ast.unparse(node)!r} in {text!r}: not a number, string, "
+        "list, schedule or arithmetic on these"
+    )
+
+
+def _keywords(node: ast.Call, text: str) -> list[ast.keyword]:
+    for keyword in node.keywords:
+        if keyword.arg is None:
+            raise SpecError(f"cannot read '**' in {text!r}")
+    return node.keywords
+
+
+def _apply(function: Callable[..., Any], text: str, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return function(*args, **kwargs)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError) as error:
+        raise SpecError(f"{text!r}: {error}") from error
+
+
+def parse_value(text: str, steps: int) -> Any:
+    """A SPEC value (a number, a schedule, ...) from ``text``; ``steps`` stands for ``steps``.
+
+    >>> parse_value("warmup(cosine(0.1, steps - 10), 10)", 100)
+    Warmup(Cosine(0.1, 90), steps=10)
+    """
+    return _value(_parse(text, "value"), steps, text.strip())
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return f"{node.value.id}.{node.attr}"
+    return None
+
+
+def parse_run(text: str, steps: int) -> RunSpec:
+    """The run written as ``optimizer(key=value, ...)`` (or just ``optimizer``)."""
+    node = _parse(text, "run")
+    call = node if isinstance(node, ast.Call) else None
+    name = _dotted(call.func if call else node)
+    if name is None:
+        raise SpecError(f"cannot read run {text!r}: expected optimizer(key=value, ...)")
+    if call and call.args:
+        raise SpecError(f"run {text!r}: write the options as key=value")
+    keywords = _keywords(call, text) if call else []
+    sources = {kw.arg: ast.get_source_segment(text.strip(), kw.value) or "" for kw in keywords}
+    values = {kw.arg: _value(kw.value, steps, text) for kw in keywords}
+    return _run(name, values, sources, default_label=text.strip(), where="")
+
+
+def run_from_table(table: Mapping[str, Any], steps: int, where: str) -> RunSpec:
+    """The run of one TOML ``[[run]]`` table; ``where`` prefixes errors (``"run 2: "``)."""
+    if "optimizer" not in table or not isinstance(table["optimizer"], str):
+        raise SpecError(f'{where}needs optimizer = "name"')
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, value in table.items():
+        if key == "optimizer":
+            continue
+        if isinstance(value, str) and key != "label":
+            values[key] = _string_option(value, steps, where + key)
+            sources[key] = repr(value) if values[key] is value else value
+        else:
+            sources[key], values[key] = repr(value), value
+    name = table["optimizer"]
+    label = f"{name}({', '.join(f'{k}={v}' for k, v in sources.items() if k != 'label')})"
+    return _run(name, values, sources, default_label=label, where=where)
+
+
+def _string_option(text: str, steps: int, where: str) -> Any:
+    """A TOML string: a SPEC value when it reads as one, else the string itself."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        return text
+    if isinstance(node, ast.Name) and node.id != "steps" and node.id not in _CONSTANTS:
+        return text
+    try:
+        return _value(node, steps, text)
+    except SpecError as error:
+        raise SpecError(f"{where}: {error}") from None
+
+
+def _run(
+    name: str, values: dict[str, Any], sources: dict[str, str], default_label: str, where: str
+) -> RunSpec:
+    optimizer = _optimizer_name(name, where)
+    label = values.pop("label", default_label)
+    sources.pop("label", None)
+    if not isinstance(label, str) or not label:
+        raise SpecError(f"{where}label must be a non-empty string, got {label!r}")
+    ema = values.pop("ema", None)
+    sources.pop("ema", None)
+    if ema is not None and (
+        isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 < ema < 1
+    ):
+        raise SpecError(f"{where}run {label!r}: ema must be a decay in (0, 1), got {ema!r}")
+    return RunSpec(label, optimizer, values, sources, None if ema is None else float(ema))
+
+
+def unique_labels(runs: list[RunSpec]) -> list[RunSpec]:
+    """``runs`` with repeated labels numbered (``adam``, ``adam #2``), so each names one run."""
+    seen: dict[str, int] = {}
+    result = []
+    for run in runs:
+        seen[run.label] = seen.get(run.label, 0) + 1
+        if seen[run.label] > 1:
+            run = RunSpec(
+                f"{run.label} #{seen[run.label]}", run.optimizer, run.options, run.sources, run.ema
+            )
+        result.append(run)
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# TOML configurations
+# --------------------------------------------------------------------------------------
+
+CONFIG_KEYS = {"task": str, "steps": int, "seed": int, "device": str, "run": list}
+"""The top-level keys of a configuration file and their TOML types."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """A configuration file's settings (None where it has none) and its raw ``[[run]]`` tables."""
+
+    task: str | None = None
+    steps: int | None = None
+    seed: int | None = None
+    device: str | None = None
+    runs: tuple[dict[str, Any], ...] = ()
+    source: str = "config"
+
+    def run_specs(self, steps: int) -> list[RunSpec]:
+        """The runs, evaluated for a run of ``steps`` steps; errors name the source."""
+        return [
+            run_from_table(table, steps, f"{self.source}: run {i + 1}: ")
+            for i, table in enumerate(self.runs)
+        ]
+
+
+def parse_config(text: str, where: str = "config") -> Config:
+    """Read a configuration from TOML ``text``; errors start with ``where``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{where}: not valid TOML: {error}") from None
+    for key, value in data.items():
+        expected = CONFIG_KEYS.get(key)
+        if expected is None:
+            raise SpecError(f"{where}: unknown key {key!r}; the keys are {', '.join(CONFIG_KEYS)}")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            kind = {str: "a string", int: "an integer", list: "an array of [[run]] tables"}
+            raise SpecError(f"{where}: {key} must be {kind[expected]}, got {value!r}")
+    runs = data.get("run", [])
+    for i, table in enumerate(runs):
+        if not isinstance(table, dict):
+            raise SpecError(f"{where}: run {i + 1} must be a [[run]] table, got {table!r}")
+    return Config(
+        data.get("task"),
+        data.get("steps"),
+        data.get("seed"),
+        data.get("device"),
+        tuple(runs),
+        source=where,
+    )
+
+
+def config_toml(task: str, steps: int, seed: int, device: str, runs: list[RunSpec]) -> str:
+    """The TOML configuration that repeats a comparison (``descend compare --config``)."""
+    lines = [
+        f"task = {_toml_string(task)}",
+        f"steps = {steps}",
+        f"seed = {seed}",
+        f"device = {_toml_string(device)}",
+    ]
+    for run in runs:
+        lines += [
+            "",
+            "[[run]]",
+            f"label = {_toml_string(run.label)}",
+            f"optimizer = {_toml_string(run.optimizer)}",
+        ]
+        if run.ema is not None:
+            lines.append(f"ema = {run.ema!r}")
+        for key, source in run.sources.items():
+            lines.append(f"{key} = {_toml_value(run.options[key], source)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_string(text: str) -> str:
+    import json
+
+    return json.dumps(text)  # a TOML basic string: JSON's escapes are TOML's
+
+
+def _toml_value(value: Any, source: str) -> str:
+    """An option as TOML: plain numbers, booleans and strings as themselves, else its SPEC."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)) and math.isfinite(value) and source == repr(value):
+        return repr(value)
+    if isinstance(value, str) and source == repr(value):
+        return _toml_string(value)
+    return _toml_string(source)

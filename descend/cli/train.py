@@ -1,0 +1,252 @@
+"""Training the runs of a comparison, and what each one records.
+
+:func:`train_runs` trains one copy of the task's initial model per run, one run after
+the other, on the same sequence of batches, and returns a :class:`RunResult` per run: the
+training loss of every step, the task's held-out metrics at regular steps (and those of
+the EMA weights for a run with ``ema``), the value of every hyperparameter at every step,
+the time of each step and of its optimizer update, and the optimizer state's size.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from descend.averaging import AveragedModel, get_ema_multi_avg_fn
+from descend.cli.spec import RunSpec
+from descend.cli.tasks import Task
+from descend.optim import LBFGS
+
+EVALUATIONS = 20
+"""About how many times a run evaluates its model on the held-out data."""
+
+
+@dataclass
+class RunResult:
+    """What one run recorded. Step ``k`` of ``eval_steps`` means after ``k`` updates."""
+
+    spec: RunSpec
+    train_loss: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    evals: dict[str, list[float]] = field(default_factory=dict)
+    ema_evals: dict[str, list[float]] | None = None
+    hyperparameters: dict[str, list[float]] = field(default_factory=dict)
+    step_seconds: list[float] = field(default_factory=list)
+    update_seconds: list[float] = field(default_factory=list)
+    state_bytes: int = 0
+    ema_bytes: int | None = None
+    diverged_at: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    def final(self, ema: bool = False) -> dict[str, float]:
+        """The held-out metrics after the last step (of the EMA weights with ``ema``)."""
+        evals = self.ema_evals if ema else self.evals
+        return {name: values[-1] for name, values in (evals or {}).items()}
+
+    @property
+    def ms_per_step(self) -> float:
+        """Median milliseconds of a whole training step (batch, forward, backward, update)."""
+        return 1e3 * statistics.median(self.step_seconds) if self.step_seconds else math.nan
+
+    @property
+    def ms_per_update(self) -> float:
+        """Median milliseconds of the optimizer's update (and the EMA's, if any)."""
+        return 1e3 * statistics.median(self.update_seconds) if self.update_seconds else math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as plain JSON-ready data."""
+        return {
+            "label": self.label,
+            "spec": self.spec.text,
+            "ema": self.spec.ema,
+            "train_loss": self.train_loss,
+            "eval_steps": self.eval_steps,
+            "evals": self.evals,
+            "ema_evals": self.ema_evals,
+            "hyperparameters": self.hyperparameters,
+            "ms_per_step": self.ms_per_step,
+            "ms_per_update": self.ms_per_update,
+            "state_bytes": self.state_bytes,
+            "ema_bytes": self.ema_bytes,
+            "diverged_at": self.diverged_at,
+        }
+
+
+def eval_steps(steps: int) -> list[int]:
+    """The steps after which a run of ``steps`` steps evaluates: 0, then about every
+    ``steps / EVALUATIONS``, and ``steps``."""
+    every = max(1, round(steps / EVALUATIONS))
+    return sorted({*range(0, steps, every), steps})
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held by the optimizer's state tensors (each storage counted once)."""
+    seen: dict[tuple[torch.device, int], int] = {}
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor) and value.numel() > 0:
+                storage = value.untyped_storage()
+                seen[(value.device, storage.data_ptr())] = storage.nbytes()
+    return sum(seen.values())
+
+
+def hyperparameter_values(
+    optimizer: torch.optim.Optimizer, step: int | None = None
+) -> dict[str, float]:
+    """The numeric hyperparameters group 0 uses at its next step, or at ``step`` (``betas``
+    as ``betas[0]``, ``betas[1]``): descend's schedules evaluated, torch's values as set."""
+    hyperparameters = getattr(optimizer, "hyperparameters", None)
+    if callable(hyperparameters):
+        options = hyperparameters(0, step=step)
+    else:
+        options = optimizer.param_groups[0]
+    values: dict[str, float] = {}
+    for name, value in options.items():
+        items = enumerate(value) if isinstance(value, (tuple, list)) else [(None, value)]
+        for index, item in items:
+            if isinstance(item, torch.Tensor) and item.numel() == 1:
+                item = item.item()
+            if isinstance(item, (int, float)) and not isinstance(item, bool):
+                values[name if index is None else f"{name}[{index}]"] = float(item)
+    return values
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch's CPU ops on one thread inside the block, restoring the count after.
+
+    The tasks' tensors are small, so more threads gain nothing, and on a busy machine
+    they cost a great deal: each op waits for its slowest thread to be scheduled.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def prepare_runs(
+    task: Task, runs: list[RunSpec], seed: int, device: torch.device
+) -> list[tuple[torch.nn.Module, torch.optim.Optimizer]]:
+    """A copy of the task's initial model and its optimizer for each run; a bad option
+    raises :class:`~descend.cli.spec.SpecError` before anything trains."""
+    initial = task.model(seed).to(device)
+    models = [_copy(initial) for _ in runs]
+    return [(model, run.build(model.parameters())) for run, model in zip(runs, models)]
+
+
+def train_runs(
+    task: Task,
+    runs: list[RunSpec],
+    steps: int,
+    seed: int,
+    device: torch.device,
+    progress: Callable[[int, int, float], None] | None = None,
+    prepared: list[tuple[torch.nn.Module, torch.optim.Optimizer]] | None = None,
+) -> list[RunResult]:
+    """Train each run for ``steps`` steps from the same initial model and batches.
+
+    ``progress(run_index, steps_done, loss)`` is called as the runs advance. The models
+    and optimizers are :func:`prepare_runs`' (``prepared`` when given). A run whose loss
+    stops being finite stops there (``diverged_at``).
+    """
+    if prepared is None:
+        prepared = prepare_runs(task, runs, seed, device)
+    results = []
+    with single_threaded() if device.type == "cpu" else nullcontext():
+        for index, (run, (model, optimizer)) in enumerate(zip(runs, prepared)):
+            report = (lambda done, loss, i=index: progress(i, done, loss)) if progress else None
+            results.append(_train(task, run, model, optimizer, steps, seed, device, report))
+    return results
+
+
+def _copy(model: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def _train(
+    task: Task,
+    run: RunSpec,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    seed: int,
+    device: torch.device,
+    progress: Callable[[int, float], None] | None,
+) -> RunResult:
+    result = RunResult(run, evals={name: [] for name in task.metrics})
+    ema = None
+    if run.ema is not None:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(run.ema), use_buffers=True)
+        result.ema_evals = {name: [] for name in task.metrics}
+        result.ema_bytes = sum(
+            t.numel() * t.element_size() for t in ema.module.state_dict().values()
+        )
+    batches = task.batches(seed, device)
+    evaluate_after = set(eval_steps(steps))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    needs_closure = isinstance(optimizer, LBFGS)
+
+    def evaluate(step: int) -> None:
+        result.eval_steps.append(step)
+        for name, value in task.evaluate(model, device).items():
+            result.evals[name].append(value)
+        if ema is not None:
+            for name, value in task.evaluate(ema.module, device).items():
+                result.ema_evals[name].append(value)
+
+    model.train()
+    evaluate(0)
+    report_every = max(1, steps // 100)
+    for step in range(steps):
+        for name, value in hyperparameter_values(optimizer).items():
+            result.hyperparameters.setdefault(name, []).append(value)
+        batch = next(batches)
+
+        def closure(batch: Any = batch) -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = task.loss(model, batch)
+            loss.backward()
+            return loss
+
+        sync()
+        start = time.perf_counter()
+        if needs_closure:
+            loss = optimizer.step(closure)
+            sync()
+            middle = start
+        else:
+            loss = closure()
+            sync()
+            middle = time.perf_counter()
+            optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        sync()
+        end = time.perf_counter()
+        result.step_seconds.append(end - start)
+        result.update_seconds.append(end - middle)
+        result.train_loss.append(loss.item())
+        if not math.isfinite(result.train_loss[-1]):
+            result.diverged_at = step
+        if step + 1 in evaluate_after or result.diverged_at is not None:
+            evaluate(step + 1)
+        if progress and (step + 1 == steps or (step + 1) % report_every == 0):
+            progress(step + 1, result.train_loss[-1])
+        if result.diverged_at is not None:
+            break
+    result.state_bytes = state_bytes(optimizer)
+    return result
