@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,9 +25,9 @@ import torch
 from matplotlib.image import imread
 
 import descend
-from descend.cli import main
+from descend.cli import build_parser, main
 from descend.cli.demo import demo_config, demo_config_text
-from descend.cli.spec import parse_config
+from descend.cli.spec import parse_config, parse_run, parse_value
 from descend.cli.tasks import get_task
 from descend.cli.train import eval_steps
 from descend.schedules import Cosine, Warmup
@@ -625,3 +627,59 @@ def test_python_dash_m_passes_the_exit_code():
     assert process.returncode == 2
     assert process.stdout == ""
     assert process.stderr.startswith("descend: error: unknown optimizer 'adamz'")
+
+
+# --------------------------------------------------------------------------------------
+# What the guide and the README show
+# --------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+GUIDE = ROOT / "docs" / "command-line.md"
+
+
+def _blocks(language: str, *pages: Path) -> list[str]:
+    found = []
+    for page in pages:
+        found += re.findall(rf"^```{language}\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+    return found
+
+
+def _documented_commands() -> list[str]:
+    commands = []
+    for block in _blocks("sh", GUIDE, ROOT / "README.md"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.removeprefix("$ ").split("  #")[0].split(" > ")[0].strip()
+            if line.startswith("descend "):
+                commands.append(line)
+    return commands
+
+
+@pytest.mark.parametrize("command", _documented_commands())
+def test_documented_commands_read(command):
+    """Every ``descend ...`` line of the guide and the README parses, with its SPECs."""
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    steps = getattr(args, "steps", None) or 1000
+    opts = getattr(args, "opt", [])
+    for text in [opts] if isinstance(opts, str) else opts:
+        parse_run(text, steps)
+    for text in getattr(args, "spec", []):
+        if not text.endswith(".toml"):
+            parse_value(text, steps)
+
+
+def test_documented_specs_and_config_build():
+    (specs,) = _blocks("text", GUIDE)
+    for text in specs.splitlines():
+        parse_run(text, 100).build([torch.zeros(1, requires_grad=True)])
+    (config,) = _blocks("toml", GUIDE)
+    runs = parse_config(config).run_specs(400)
+    assert [run.label for run in runs] == ["SGD + cosine", "AdamW + EMA"]
+    for run in runs:
+        run.build([torch.zeros(1, requires_grad=True)])
+
+
+def test_the_documented_error_is_the_real_one():
+    (block,) = [b for b in _blocks("sh", GUIDE) if b.startswith("$ ")]
+    command, message = block.splitlines()[:2]
+    code, _, err = run(*shlex.split(command.removeprefix("$ "))[1:])
+    assert (code, err) == (2, message + "\n")
