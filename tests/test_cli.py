@@ -25,7 +25,7 @@ import torch
 from matplotlib.image import imread
 
 import descend
-from descend.cli import build_parser, main
+from descend.cli import build_parser, compare, lr_find, main, schedule
 from descend.cli.demo import demo_config, demo_config_text
 from descend.cli.spec import parse_config, parse_run, parse_value
 from descend.cli.tasks import get_task
@@ -646,7 +646,8 @@ def _blocks(language: str, *pages: Path) -> list[str]:
 
 def _documented_commands() -> list[str]:
     commands = []
-    for block in _blocks("sh", GUIDE, ROOT / "README.md"):
+    epilogs = [compare.EPILOG, schedule.EPILOG, lr_find.EPILOG]
+    for block in _blocks("sh", GUIDE, ROOT / "README.md") + epilogs:
         for line in block.replace("\\\n", " ").splitlines():
             line = line.removeprefix("$ ").split("  #")[0].split(" > ")[0].strip()
             if line.startswith("descend "):
@@ -656,7 +657,8 @@ def _documented_commands() -> list[str]:
 
 @pytest.mark.parametrize("command", _documented_commands())
 def test_documented_commands_read(command):
-    """Every ``descend ...`` line of the guide and the README parses, with its SPECs."""
+    """Every ``descend ...`` line of the guide, the README and the help texts parses,
+    with its SPECs."""
     args = build_parser().parse_args(shlex.split(command)[1:])
     steps = getattr(args, "steps", None) or 1000
     opts = getattr(args, "opt", [])

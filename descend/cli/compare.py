@@ -82,13 +82,14 @@ def task_named(name: str) -> Task:
         raise SpecError(str(error)) from None
 
 
-def add_run_options(parser: argparse.ArgumentParser, default_out: str) -> None:
-    """``--steps``, ``--seed``, ``--device`` and ``--out``, as every training command has."""
+def add_run_options(parser: argparse.ArgumentParser, default_out: str, steps: str) -> None:
+    """``--steps``, ``--seed``, ``--device`` and ``--out``, as every training command has;
+    ``steps`` says where the default number of steps comes from."""
     parser.add_argument(
         "--steps",
         type=count(1, "--steps"),
         metavar="N",
-        help="training steps per run (default: the task's or the config's)",
+        help=f"training steps per run (default: {steps})",
     )
     parser.add_argument(
         "--seed",
@@ -187,7 +188,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--task", choices=list(TASKS), help="what to train (default: the config's, else digits)"
     )
-    add_run_options(parser, DEFAULT_OUT)
+    add_run_options(parser, DEFAULT_OUT, "the config's, else the task's")
     parser.set_defaults(run=run)
 
 

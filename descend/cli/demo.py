@@ -34,13 +34,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add ``demo`` to the ``descend`` parser's ``commands``."""
     parser = commands.add_parser(
         "demo",
-        help="compare six optimizers and schedules on a small CNN (about a minute)",
+        help="compare six optimizers and schedules on a small CNN (about 20 s)",
         description="Train a small CNN on scikit-learn's bundled digits with a panel of "
         "optimizers and schedules (SGD + cosine, AdamW + warmup + cosine with an EMA of the "
         "weights, one-cycle SGD, RMSprop, Adagrad, MindSpore's Momentum); show progress, "
         "print a summary table and write a report folder with plots and report.html.",
     )
-    add_run_options(parser, DEFAULT_OUT)
+    add_run_options(parser, DEFAULT_OUT, str(demo_config().steps))
     parser.add_argument(
         "--print-config", action="store_true", help="print the demo's TOML configuration and exit"
     )

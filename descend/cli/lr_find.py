@@ -24,6 +24,17 @@ from descend.lr_finder import lr_find
 DEFAULT_OPTIMIZER = "sgd(momentum=0.9)"
 DEFAULT_PLOT = "lr-find.png"
 
+EPILOG = """\
+Examples:
+
+  descend lr-find
+  descend lr-find --opt "adamw(weight_decay=0.01)" --start 1e-5 --end 1 --plot lr.png
+  descend lr-find --task charlm --opt adam --steps 200
+
+In Python, for your own model, loss and data: descend.lr_find(model, loss_fn, loader,
+optimizer); see its docstring.
+"""
+
 
 def _positive(name: str):
     def parse(text: str) -> float:
@@ -46,9 +57,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Train a task while the learning rate grows geometrically from --start "
         "to --end; print the suggested learning rate (steepest fall of the smoothed loss) "
         "and draw loss against learning rate. The sweep stops early when the loss diverges.",
-        epilog='Example: descend lr-find --task digits --opt "adamw(weight_decay=0.01)" '
-        "--start 1e-5 --end 1 --plot lr.png. In Python: descend.lr_find(model, loss_fn, "
-        "loader, optimizer).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--task", choices=list(TASKS), default="digits", help="what to train (default digits)"
