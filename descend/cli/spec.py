@@ -24,13 +24,16 @@ evaluated by Python::
 
 The same runs in a TOML file (``descend compare --config runs.toml``) are tables of an
 array ``[[run]]`` with an ``optimizer`` key, optional ``label`` and ``ema``, and the
-options; a string option is read as a SPEC value when it is one (``lr = "cosine(0.1,
-steps)"``), and kept as the string otherwise (``line_search_fn = "strong_wolfe"``).
+options; a string option is read as a SPEC value (``lr = "cosine(0.1, steps)"``), except
+a single word other than ``steps``, ``inf``, ``nan`` and ``pi``, which stays a string
+(``line_search_fn = "strong_wolfe"``).
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import json
 import math
 import operator
 import re
@@ -61,7 +64,8 @@ _OPERATORS: dict[type, Callable[[Any, Any], Any]] = {
     ast.FloorDiv: operator.floordiv,
     ast.Pow: operator.pow,
 }
-_CONSTANTS = {"inf": math.inf, "pi": math.pi}
+_CONSTANTS = {"inf": math.inf, "nan": math.nan, "pi": math.pi}
+_LARGEST_POWER_BITS = 4096  # integer powers beyond this many bits are refused, not computed
 _FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max}
 
 
@@ -213,6 +217,20 @@ def _value(node: ast.expr, steps: int, text: str) -> Any:
         )
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         left, right = _value(node.left, steps, text), _value(node.right, steps, text)
+        for side in (left, right):
+            if isinstance(side, (str, list, tuple, type(None))):
+                raise SpecError(
+                    f"cannot compute {ast.unparse(node)!r} in {text!r}: arithmetic takes "
+                    "numbers and schedules"
+                )
+        if (
+            isinstance(node.op, ast.Pow)
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left) > 1
+            and left.bit_length() * right > _LARGEST_POWER_BITS
+        ):
+            raise SpecError(f"cannot compute {ast.unparse(node)!r} in {text!r}: too large")
         return _apply(_OPERATORS[type(node.op)], text, left, right)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         if node.func.id in _FUNCTIONS and not node.keywords:
@@ -234,9 +252,13 @@ def _value(node: ast.expr, steps: int, text: str) -> Any:
 
 
 def _keywords(node: ast.Call, text: str) -> list[ast.keyword]:
+    seen = set()
     for keyword in node.keywords:
         if keyword.arg is None:
             raise SpecError(f"cannot read '**' in {text!r}")
+        if keyword.arg in seen:
+            raise SpecError(f"{keyword.arg} is given twice in {text!r}")
+        seen.add(keyword.arg)
     return node.keywords
 
 
@@ -330,16 +352,18 @@ def _run(
 
 
 def unique_labels(runs: list[RunSpec]) -> list[RunSpec]:
-    """``runs`` with repeated labels numbered (``adam``, ``adam #2``), so each names one run."""
-    seen: dict[str, int] = {}
+    """``runs`` with repeated labels numbered (``adam``, ``adam #2``), so each names one
+    run; a number is skipped when another run was given that label."""
+    given = {run.label for run in runs}
+    taken: set[str] = set()
     result = []
     for run in runs:
-        seen[run.label] = seen.get(run.label, 0) + 1
-        if seen[run.label] > 1:
-            run = RunSpec(
-                f"{run.label} #{seen[run.label]}", run.optimizer, run.options, run.sources, run.ema
-            )
-        result.append(run)
+        label, n = run.label, 1
+        while label in taken or (n > 1 and label in given):
+            n += 1
+            label = f"{run.label} #{n}"
+        taken.add(label)
+        result.append(run if label == run.label else dataclasses.replace(run, label=label))
     return result
 
 
@@ -425,17 +449,24 @@ def config_toml(task: str, steps: int, seed: int, device: str, runs: list[RunSpe
 
 
 def _toml_string(text: str) -> str:
-    import json
-
-    return json.dumps(text)  # a TOML basic string: JSON's escapes are TOML's
+    """``text`` as a TOML basic string: JSON's escapes are TOML's; TOML also escapes DEL."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _toml_value(value: Any, source: str) -> str:
     """An option as TOML: plain numbers, booleans and strings as themselves, else its SPEC."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)) and math.isfinite(value) and source == repr(value):
-        return repr(value)
-    if isinstance(value, str) and source == repr(value):
+    if isinstance(value, (int, float)) and source == repr(value):
+        return repr(value)  # TOML spells inf, -inf and nan as Python does
+    if isinstance(value, str) and source == repr(value) and _kept_as_string(value):
         return _toml_string(value)
     return _toml_string(source)
+
+
+def _kept_as_string(text: str) -> bool:
+    """Whether the TOML string ``text`` is read back as that string, not as a SPEC."""
+    try:
+        return _string_option(text, 1, "") is text
+    except SpecError:
+        return False
