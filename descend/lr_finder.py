@@ -244,6 +244,10 @@ def lr_find(
     end_lr = _positive("end_lr", end_lr)
     if not end_lr > start_lr:
         raise ValueError(f"end_lr must exceed start_lr ({start_lr!r}), got {end_lr!r}")
+    if not math.isfinite(end_lr / start_lr):
+        raise ValueError(
+            f"end_lr / start_lr must be a finite number, got {end_lr!r} / {start_lr!r}"
+        )
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
     steps = int(steps)

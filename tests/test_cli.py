@@ -167,9 +167,10 @@ def test_compare_measures_time_and_state_memory(report):
     assert sgd["state_bytes"] == 0  # plain SGD keeps no state
     # AdamW: two float32 moments per parameter and a step counter per tensor
     assert 2 * 4 * parameters <= adamw["state_bytes"] <= 2 * 4 * parameters + 8 * 8
-    assert adamw["ema_bytes"] == 4 * parameters
+    assert adamw["ema_bytes"] == 4 * parameters + 8  # and its count, an int64
     for record in (sgd, adamw):
         assert 0 < record["ms_per_update"] < record["ms_per_step"]
+        assert 0 < record["ms_per_model"] < record["ms_per_step"]
 
 
 def test_compare_prints_a_summary_table(report):
@@ -552,11 +553,42 @@ def test_lr_find_sweeps_suggests_and_plots(tmp_path):
         (["lr-find", "--start", "-1"], "--start must be a positive number, got -1"),
         (["lr-find", "--opt", "adam(betas=2)"], "descend: error: run 'adam(betas=2)'"),
         (["nope"], "descend: error: argument COMMAND: invalid choice: 'nope'"),
+        (["compare", "--opt", "sparse_adam"], "unknown optimizer 'sparse_adam'"),
+        (["compare", "--opt", "muon"], "unknown optimizer 'muon'"),
+        (
+            ["compare", "--steps", "3", "--opt", "adam(lr=[0.1, 0.2])"],
+            "descend: error: run 'adam(lr=[0.1, 0.2])': at step 2: ",
+        ),
+        (
+            ["compare", "--opt", "adam(lr=10**400)"],
+            "'10 ** 400' in 'adam(lr=10**400)' is too large for a float",
+        ),
+        (["compare", "--opt", "adam(lr=" + "-" * 5000 + "1)"], "nested too deeply"),
+        (["compare", "--opt", "adam(lr=" + "+".join(["1e-4"] * 3000) + ")"], "nested too deeply"),
+        (["compare", "--opt", "adam", "--out", ""], "descend: error: --out: give a folder"),
+        (["schedule", "nan"], "descend: error: 'nan': Constant: value must be finite"),
+        (
+            ["schedule", "cosine(0.1, steps)", "runs.toml"],
+            "give one configuration file or SPECs, not both",
+        ),
+        (
+            ["schedule", "cosine(0.1, steps)", "--plot", "lr.pdf"],
+            "the figure is a PNG: name a .png file, got 'lr.pdf'",
+        ),
+        (
+            ["lr-find", "--task", "quadratic", "--opt", "lbfgs"],
+            "descend: error: --opt lbfgs: optimizer LBFGS",
+        ),
+        (["lr-find", "--opt", "adam(ema=0.9)"], "drop ema= and label="),
+        (
+            ["lr-find", "--start", "1e-300", "--end", "1e300"],
+            "end_lr / start_lr must be a finite number",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, message):
     out = tmp_path / "report"
-    extra = ["--out", str(out)] if argv[0] in ("compare", "demo") else []
+    extra = ["--out", str(out)] if argv[0] in ("compare", "demo") and "--out" not in argv else []
     code, stdout, stderr = run(*argv, *extra)
     assert code == 2
     assert stderr.count("\n") == 1, stderr
@@ -566,15 +598,77 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, message):
 
 
 @pytest.mark.parametrize(
-    "text", ['steps = "a"', "steps = [", 'colour = "red"', "[[run]]\nlr = 0.1"]
+    "text",
+    [
+        'steps = "a"',
+        "steps = [",
+        'colour = "red"',
+        "[[run]]\nlr = 0.1",
+        "steps = 0",
+        "seed = -1",
+        '[[run]]\noptimizer = "adam"\nlr = 2024-01-01',
+    ],
 )
 def test_an_unreadable_config_is_one_line(tmp_path, text):
+    """Bad TOML, an unknown key, a wrong type, a run without an optimizer."""
     config = tmp_path / "bad.toml"
     config.write_text(text)
     code, _, err = run("compare", "--config", str(config), "--out", str(tmp_path / "r"))
     assert code == 2
     assert err.startswith(f"descend: error: {config}") and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_an_unwritable_report_folder_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, out, err = run("compare", "--opt", "adam", "--out", str(blocker / "report"))
+    assert code == 2
+    assert err.startswith(f"descend: error: --out {blocker / 'report'}: cannot make the folder:")
+    assert err.count("\n") == 1 and out == ""  # nothing trained
+
+
+def test_an_error_while_training_names_the_run_and_the_step(tmp_path, monkeypatch):
+    task = get_task("quadratic")
+    calls = []
+
+    def failing(model, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the loss broke")
+        return type(task).loss(task, model, batch)
+
+    monkeypatch.setattr(task, "loss", failing)
+    code, _, err = run(
+        "compare",
+        "--task",
+        "quadratic",
+        "--steps",
+        "5",
+        "--opt",
+        "adam(label='A')",
+        "--out",
+        str(tmp_path),
+    )
+    assert (code, err) == (2, "descend: error: run 'A': step 2: the loss broke\n")
+
+
+def test_schedule_of_a_config_uses_the_steps_compare_would(tmp_path):
+    """No steps in the file: the task's default (300 for digits), as compare trains."""
+    config = tmp_path / "c.toml"
+    config.write_text('task = "digits"\n[[run]]\noptimizer = "sgd"\nlr = "cosine(0.1, steps)"\n')
+    code, out, _ = run("schedule", str(config), "--rows", "3")
+    assert code == 0
+    rows = [line.split("│") for line in out.splitlines() if line.startswith("│")]
+    assert [int(row[1]) for row in rows] == [0, 150, 299]
+    assert [row[2].strip() for row in rows] == [f"{Cosine(0.1, 300)(k):.6g}" for k in (0, 150, 299)]
+
+
+def test_lr_find_says_why_there_is_no_suggestion():
+    code, out, _ = run(
+        "lr-find", "--task", "quadratic", "--steps", "3", "--plot", "/dev/null/x.png"
+    )
+    assert code == 2 or "no suggestion: only" in out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")

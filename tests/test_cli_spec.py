@@ -708,7 +708,7 @@ def test_config_string_options(string, value):
 
 def test_config_optimizer_name_is_normalized():
     (run,) = parse_config('[[run]]\noptimizer = "adam-w"').run_specs(10)
-    assert (run.optimizer, run.label) == ("AdamW", "adam-w()")
+    assert (run.optimizer, run.label) == ("AdamW", "adam-w")
 
 
 def test_config_ema_as_string():
@@ -778,7 +778,11 @@ def test_config_run_without_optimizer(table):
             "run 2: lr: unknown schedule 'cosin' in 'cosin(0.1, steps)'",
         ),
         ('optimizer = "adam"\nlr = "1/0"', "run 2: lr: '1/0': division by zero"),
-        ('optimizer = "adam"\nlr = "cosine(0.1"', None),
+        (
+            'optimizer = "adam"\nlr = "cosine(0.1"',
+            "run 2: lr: cannot read value 'cosine(0.1': '(' was never closed",
+        ),
+        ('optimizer = "adam"\nlr = "cuda:0"', None),
         ('optimizer = "adam"\nlabel = 3', "run 2: label must be a non-empty string, got 3"),
         ('optimizer = "adam"\nlabel = ""', "run 2: label must be a non-empty string, got ''"),
         (
@@ -793,9 +797,9 @@ def test_config_run_without_optimizer(table):
 )
 def test_config_errors_inside_a_run_name_it(table, message):
     config = parse_config(f'[[run]]\noptimizer = "sgd"\n[[run]]\n{table}\n')
-    if message is None:  # not valid SPEC syntax: kept as the string it is
+    if message is None:  # no expression and no parenthesis: kept as the string it is
         (_, run) = config.run_specs(10)
-        assert run.options["lr"] == "cosine(0.1"
+        assert run.options["lr"] == "cuda:0"
         return
     with pytest.raises(SpecError, match=_error(message)):
         config.run_specs(10)

@@ -8,8 +8,11 @@ file's ``task``, ``steps``, ``seed`` and ``device``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,6 +52,33 @@ def count(minimum: int, name: str):
     return parse
 
 
+def positive_number(name: str):
+    """An argparse type: a finite number > 0 (the error names the option)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
+        return value
+
+    return parse
+
+
+def png_path(text: str) -> Path:
+    """An argparse type: the path of a PNG file to write (its name must end in .png)."""
+    if Path(text).suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"the figure is a PNG: name a .png file, got {text!r}")
+    return Path(text)
+
+
+def wrapped(text: str) -> str:
+    """``text`` filled to 88 columns, for a description under a raw help formatter."""
+    return textwrap.fill(text, 88)
+
+
 def parse_device(text: str) -> torch.device:
     """The device named ``text``; :class:`SpecError` if torch does not know it or this
     machine does not have it."""
@@ -82,6 +112,33 @@ def task_named(name: str) -> Task:
         raise SpecError(str(error)) from None
 
 
+def settings(config: Config, args: argparse.Namespace) -> tuple[Task, int, int]:
+    """The task, steps and seed of a comparison: the flags', else the config's, else the
+    defaults (digits, the task's default steps, seed 0)."""
+    task = task_named(_first(getattr(args, "task", None), config.task, "digits"))
+    steps = _first(getattr(args, "steps", None), config.steps, task.default_steps)
+    seed = _first(getattr(args, "seed", None), config.seed, 0)
+    return task, steps, seed
+
+
+def _first(*values: Any) -> Any:
+    return next(value for value in values if value is not None)
+
+
+def prepare_out(text: str) -> Path:
+    """The report folder ``text``, created now so that a bad one fails before training."""
+    if not text:
+        raise SpecError("--out: give a folder for the report, got ''")
+    out = Path(text)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SpecError(
+            f"--out {text}: cannot make the folder: {error.strerror or error}"
+        ) from None
+    return out
+
+
 def add_run_options(parser: argparse.ArgumentParser, default_out: str, steps: str) -> None:
     """``--steps``, ``--seed``, ``--device`` and ``--out``, as every training command has;
     ``steps`` says where the default number of steps comes from."""
@@ -107,7 +164,7 @@ def add_run_options(parser: argparse.ArgumentParser, default_out: str, steps: st
 
 
 def run_comparison(
-    task: Task, runs: list[RunSpec], steps: int, seed: int, device: torch.device, out: Path
+    task: Task, runs: list[RunSpec], steps: int, seed: int, device: torch.device, out: str
 ) -> list[RunResult]:
     """Train ``runs`` on ``task`` with rich progress bars, print the summary table and
     write the report into ``out``."""
@@ -115,10 +172,12 @@ def run_comparison(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     runs = unique_labels(runs)
-    prepared = prepare_runs(task, runs, seed, device)
+    prepared = prepare_runs(task, runs, steps, seed, device)
+    folder = prepare_out(out)
     console = Console(file=sys.stdout)
     console.print(f"[bold]{task.name}[/bold]: {task.description}")
-    console.print(f"{steps} steps, seed {seed}, device {device}; {len(runs)} runs")
+    plural = "run" if len(runs) == 1 else "runs"
+    console.print(f"{steps} steps, seed {seed}, device {device}; {len(runs)} {plural}")
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -128,20 +187,24 @@ def run_comparison(
     )
     with Progress(*columns, console=console) as progress:
         bars = [
-            progress.add_task(reports._short(run.label, 40), total=steps, loss="-") for run in runs
+            progress.add_task(reports.shorten(run.label, 40), total=steps, loss="-") for run in runs
         ]
 
         def advance(index: int, done: int, loss: float) -> None:
             progress.update(bars[index], completed=done, loss=f"{loss:.4g}")
 
         results = train_runs(task, runs, steps, seed, device, advance, prepared)
-    settings = reports.Settings(
+    summary = reports.Settings(
         task.name, task.description, steps, seed, str(device), tuple(task.metrics), task.log_loss
     )
-    reports.print_table(console, settings, results)
-    page = reports.write_report(
-        out, settings, results, config_toml(task.name, steps, seed, str(device), runs)
-    )
+    reports.print_table(console, summary, results)
+    config = config_toml(task.name, steps, seed, str(device), runs)
+    try:
+        page = reports.write_report(folder, summary, results, config)
+    except OSError as error:
+        raise SpecError(
+            f"--out {out}: cannot write the report: {error.strerror or error}"
+        ) from None
     console.print(f"report: {page}")
     return results
 
@@ -172,8 +235,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "compare",
         help="compare optimizers and schedules of your choice on a task",
-        description="Train one task with each run (an optimizer, its hyperparameters and "
-        "schedules), print a summary table and write a report folder with plots.",
+        description=wrapped(
+            "Train one task with each run (an optimizer, its hyperparameters and "
+            "schedules), print a summary table and write a report folder with plots."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -201,15 +266,9 @@ def run(args: argparse.Namespace) -> int:
 
 def compare(config: Config, args: argparse.Namespace) -> list[RunResult]:
     """Resolve the settings (flags over ``config`` over defaults), build the runs and run."""
-    task = task_named(args.task or config.task or "digits")
-    steps = args.steps or config.steps or task.default_steps
-    seed = args.seed if args.seed is not None else (config.seed or 0)
-    if steps < 1:
-        raise SpecError(f"steps must be at least 1, got {steps}")
-    if seed < 0:
-        raise SpecError(f"seed must be at least 0, got {seed}")
+    task, steps, seed = settings(config, args)
     device = parse_device(args.device or config.device or "cpu")
     runs = config.run_specs(steps) + [parse_run(text, steps) for text in args.opt]
     if not runs:
         raise SpecError("no runs: give one with --opt SPEC or a [[run]] table in --config FILE")
-    return run_comparison(task, runs, steps, seed, device, Path(args.out))
+    return run_comparison(task, runs, steps, seed, device, args.out)

@@ -9,13 +9,12 @@ draws the curve. For your own model, loss and data, call :func:`descend.lr_find`
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from descend.cli.compare import count, parse_device, task_named
+from descend.cli.compare import count, parse_device, png_path, positive_number, task_named, wrapped
 from descend.cli.spec import SpecError, parse_run
 from descend.cli.tasks import TASKS
 from descend.cli.train import single_threaded
@@ -36,27 +35,16 @@ optimizer); see its docstring.
 """
 
 
-def _positive(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
-        return value
-
-    return parse
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``lr-find`` to the ``descend`` parser's ``commands``."""
     parser = commands.add_parser(
         "lr-find",
         help="learning-rate range test: sweep the lr, suggest one, plot the loss",
-        description="Train a task while the learning rate grows geometrically from --start "
-        "to --end; print the suggested learning rate (steepest fall of the smoothed loss) "
-        "and draw loss against learning rate. The sweep stops early when the loss diverges.",
+        description=wrapped(
+            "Train a task while the learning rate grows geometrically from --start to --end; "
+            "print the suggested learning rate (steepest fall of the smoothed loss) and draw "
+            "loss against learning rate. The sweep stops early when the loss diverges."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -71,14 +59,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--start",
-        type=_positive("--start"),
+        type=positive_number("--start"),
         default=1e-6,
         metavar="LR",
         help="first learning rate (default 1e-6)",
     )
     parser.add_argument(
         "--end",
-        type=_positive("--end"),
+        type=positive_number("--end"),
         default=1.0,
         metavar="LR",
         help="last learning rate (default 1)",
@@ -97,9 +85,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="S",
         help="seed of the initial weights and the batches (default 0)",
     )
-    parser.add_argument("--device", default="cpu", metavar="D", help="cpu (default) or cuda")
+    parser.add_argument(
+        "--device", default="cpu", metavar="D", help="cpu (default), cuda or cuda:N"
+    )
     parser.add_argument(
         "--plot",
+        type=png_path,
         default=DEFAULT_PLOT,
         metavar="PNG",
         help=f"where to draw the curve (default {DEFAULT_PLOT})",
@@ -114,20 +105,25 @@ def run(args: argparse.Namespace) -> int:
     task = task_named(args.task)
     device = parse_device(args.device)
     spec = parse_run(args.opt, args.steps)
+    if spec.ema is not None or spec.label != args.opt.strip():
+        raise SpecError(f"--opt {args.opt}: lr-find sweeps one optimizer; drop ema= and label=")
     model = task.model(args.seed).to(device)
     optimizer = spec.build(model.parameters())
-    with single_threaded() if device.type == "cpu" else nullcontext():
-        result = lr_find(
-            model,
-            None,
-            task.batches(args.seed, device),
-            optimizer,
-            forward=task.loss,
-            start_lr=args.start,
-            end_lr=args.end,
-            steps=args.steps,
-            restore=False,
-        )
+    try:
+        with single_threaded() if device.type == "cpu" else nullcontext():
+            result = lr_find(
+                model,
+                None,
+                task.batches(args.seed, device),
+                optimizer,
+                forward=task.loss,
+                start_lr=args.start,
+                end_lr=args.end,
+                steps=args.steps,
+                restore=False,
+            )
+    except (ValueError, TypeError, RuntimeError, IndexError, ArithmeticError) as error:
+        raise SpecError(f"--opt {args.opt}: {error}") from error
     _print(task.name, spec.text, result)
     try:
         result.plot(Path(args.plot), title=f"{task.name}: {spec.text}")
@@ -154,11 +150,21 @@ def _print(task: str, spec: str, result: Any) -> None:
     console.print(table)
     if result.stopped_early:
         console.print(f"stopped at lr {result.lrs[-1]:.3g}: the loss diverged")
-    if result.suggestion is None:
-        console.print("no suggestion: too few steps before the loss diverged")
+    before_minimum = result.lrs.index(result.min_loss_lr)
+    if result.suggestion is not None:
+        cautious = (
+            f" (a cautious choice: {result.min_loss_lr / 10:.3g}, a tenth of the lr of its minimum)"
+            if result.min_loss_lr / 10 >= result.lrs[0]
+            else ""
+        )
+        console.print(
+            f"suggested lr: {result.suggestion:.3g}, where the smoothed loss falls fastest"
+            + cautious
+        )
+    elif before_minimum == 0 or before_minimum >= 5:
+        console.print("no suggestion: the smoothed loss never fell; try a lower --start")
     else:
         console.print(
-            f"suggested lr: {result.suggestion:.3g}, where the smoothed loss falls fastest "
-            f"(a cautious choice: {result.min_loss_lr / 10:.3g}, a tenth of the lr of its "
-            "minimum)"
+            f"no suggestion: only {before_minimum} steps before the loss's minimum (at lr "
+            f"{result.min_loss_lr:.3g}); try more --steps or a lower --start"
         )

@@ -5,7 +5,8 @@
 - ``curves.png``: the training loss (smoothed) and each held-out metric against the step,
   every run on the same axes (a run with an EMA adds its averaged weights, dashed);
 - ``schedules.png``: each hyperparameter that changes during a run, against the step;
-- ``time.png``: the median time of a step, split into forward/backward and the update;
+- ``time.png``: the median time of a step's batch, forward and backward, and of its
+  update (for LBFGS, whose step runs the model itself, all of it counts as update);
 - ``report.html``: the table and the three figures, with the settings;
 - ``results.json``: everything recorded; ``config.toml``: the configuration that repeats
   the comparison with ``descend compare --config``.
@@ -27,7 +28,6 @@ import torch
 import descend
 from descend.cli.train import RunResult
 
-FIGURES = ("curves.png", "schedules.png", "time.png")
 DPI = 100
 
 
@@ -219,13 +219,14 @@ def plot_curves(path: Path, settings: Settings, results: list[RunResult]) -> Non
 
 def _legend(figure: Any, ax: Any) -> None:
     handles, labels = ax.get_legend_handles_labels()
-    labels = [_short(label) for label in labels]
+    labels = [shorten(label) for label in labels]
     width = figure.get_figwidth() * DPI  # pixels; about 7 per character of a small font
     columns = max(1, min(3, len(labels), int(width // (7 * max(map(len, labels), default=1) + 40))))
     figure.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize="small")
 
 
-def _short(label: str, width: int = 60) -> str:
+def shorten(label: str, width: int = 60) -> str:
+    """``label`` cut to ``width`` characters, an ellipsis marking the cut."""
     return label if len(label) <= width else label[: width - 1] + "…"
 
 
@@ -270,10 +271,10 @@ def plot_schedules(path: Path, results: list[RunResult]) -> None:
 def plot_time(path: Path, results: list[RunResult]) -> None:
     """Median time of a step per run: forward and backward, then the update."""
     figure, (ax,) = _figure(1, (8.0, 1.6 + 0.5 * len(results)))
-    labels = [_short(result.label, 40) for result in results]
+    labels = [shorten(result.label, 40) for result in results]
     y = np.arange(len(results))[::-1]
     update = np.array([result.ms_per_update for result in results])
-    model = np.maximum(np.array([result.ms_per_step for result in results]) - update, 0)
+    model = np.array([result.ms_per_model for result in results])
     ax.barh(y, model, color="0.75", label="batch, forward and backward")
     ax.barh(
         y,

@@ -9,14 +9,14 @@ will use at each step, for every hyperparameter that changes.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from descend.cli import report as reports
-from descend.cli.compare import count, read_config
+from descend.cli.compare import count, png_path, read_config, settings, wrapped
 from descend.cli.spec import SpecError, parse_value
 from descend.cli.train import RunResult, hyperparameter_values
 from descend.schedules import Constant, Schedule, plot
@@ -43,8 +43,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "schedule",
         help="preview a schedule (or a config's schedules) as a table and a plot",
-        description="Evaluate schedules at every step; print a table of values and, with "
-        "--plot, draw them.",
+        description=wrapped(
+            "Evaluate schedules at every step; print a table of values and, with --plot, draw them."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,7 +56,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"steps to evaluate (default: the config's, else {DEFAULT_STEPS})",
     )
-    parser.add_argument("--plot", metavar="PNG", help="write the plot to this PNG file")
+    parser.add_argument(
+        "--plot", type=png_path, metavar="PNG", help="write the plot to this PNG file"
+    )
     parser.add_argument(
         "--rows",
         type=count(2, "--rows"),
@@ -68,24 +71,28 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``descend schedule`` with parsed ``args``; returns the exit code."""
-    if len(args.spec) == 1 and args.spec[0].endswith(".toml"):
-        results = config_results(args.spec[0], args.steps)
+    configs = [text for text in args.spec if text.lower().endswith(".toml")]
+    if configs and len(args.spec) > 1:
+        raise SpecError(f"give one configuration file or SPECs, not both: {args.spec}")
+    if configs:
+        results = config_results(configs[0], args.steps)
         lines = {
             f"{result.label}: {name}": np.array(result.hyperparameters[name])
             for name in reports.schedule_names(results)
             for result in results
             if name in result.hyperparameters
         }
-        draw = lambda path: reports.plot_schedules(path, results)  # noqa: E731
     else:
         lines = spec_lines(args.spec, args.steps or DEFAULT_STEPS)
-        recorded = [_Recorded(label, values) for label, values in lines.items()]
-        title = args.spec[0] if len(args.spec) == 1 else None
-        draw = lambda path: plot(recorded, len(recorded[0].values), path, title=title)  # noqa: E731
     print_table(lines, args.rows)
     if args.plot:
         try:
-            draw(Path(args.plot))
+            if configs:
+                reports.plot_schedules(args.plot, results)
+            else:
+                recorded = [_Recorded(label, values) for label, values in lines.items()]
+                title = args.spec[0] if len(args.spec) == 1 else None
+                plot(recorded, len(recorded[0].values), args.plot, title=title)
         except OSError as error:
             reason = error.strerror or error
             raise SpecError(f"--plot {args.plot}: cannot write it: {reason}") from None
@@ -100,8 +107,8 @@ def spec_lines(specs: list[str], steps: int) -> dict[str, np.ndarray]:
         value = parse_value(text, steps)
         if isinstance(value, bool) or not isinstance(value, (int, float, Schedule)):
             raise SpecError(f"{text!r} is not a schedule or a number")
-        schedule = value if isinstance(value, Schedule) else Constant(value)
         try:
+            schedule = value if isinstance(value, Schedule) else Constant(value)
             lines[text] = np.array([float(schedule(step)) for step in range(steps)])
         except (ValueError, TypeError, ArithmeticError) as error:
             raise SpecError(f"{text!r}: {error}") from error
@@ -110,9 +117,10 @@ def spec_lines(specs: list[str], steps: int) -> dict[str, np.ndarray]:
 
 def config_results(path: str, steps: int | None) -> list[RunResult]:
     """What each run of the config at ``path`` uses at each step, as a
-    :class:`RunResult` holding only ``hyperparameters``."""
+    :class:`RunResult` holding only ``hyperparameters``: over ``steps`` steps, else the
+    config's, else its task's default, as ``descend compare`` would train."""
     config = read_config(path)
-    steps = steps or config.steps or DEFAULT_STEPS
+    _, steps, _ = settings(config, argparse.Namespace(steps=steps))
     runs = config.run_specs(steps)
     if not runs:
         raise SpecError(f"{path}: no [[run]] tables")
@@ -136,7 +144,8 @@ def print_table(lines: dict[str, np.ndarray], rows: int) -> None:
 
     steps = len(next(iter(lines.values())))
     rows = rows if len(lines) <= 3 else min(rows, 6)
-    at = sorted({round(i * (steps - 1) / (rows - 1)) for i in range(rows)})
+    stride = max(1, math.ceil((steps - 1) / (rows - 1)))  # 0, 10, 20, ..., and the last
+    at = sorted({*range(0, steps - 1, stride), steps - 1})
     table = Table()
     if len(lines) <= 3:
         table.add_column("step", justify="right")

@@ -25,8 +25,8 @@ evaluated by Python::
 The same runs in a TOML file (``descend compare --config runs.toml``) are tables of an
 array ``[[run]]`` with an ``optimizer`` key, optional ``label`` and ``ema``, and the
 options; a string option is read as a SPEC value (``lr = "cosine(0.1, steps)"``), except
-a single word other than ``steps``, ``inf``, ``nan`` and ``pi``, which stays a string
-(``line_search_fn = "strong_wolfe"``).
+a single word other than the SPEC's names (``line_search_fn = "strong_wolfe"``) and
+text that is no expression and has no parenthesis (``"cuda:0"``), which stay strings.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import json
 import math
 import operator
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -66,7 +67,14 @@ _OPERATORS: dict[type, Callable[[Any, Any], Any]] = {
 }
 _CONSTANTS = {"inf": math.inf, "nan": math.nan, "pi": math.pi}
 _LARGEST_POWER_BITS = 4096  # integer powers beyond this many bits are refused, not computed
+_LARGEST_INT = int(sys.float_info.max)  # a larger integer cannot become a float
 _FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max}
+
+
+_NOT_OFFERED = ("Optimizer", "LARS", "SparseAdam", "Muon")
+"""Classes a SPEC may not name: a base to subclass, a wrapper of another optimizer, and
+two that no task can feed (SparseAdam takes sparse gradients only, Muon 2-D parameters
+only)."""
 
 
 class SpecError(ValueError):
@@ -99,7 +107,7 @@ class RunSpec:
         cls = optimizer_classes()[_key(self.optimizer)]
         try:
             return cls(params, **self.options)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise SpecError(f"run {self.label!r}: {self.optimizer}: {error}") from error
 
 
@@ -135,7 +143,7 @@ def optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
                 isinstance(value, type)
                 and issubclass(value, torch.optim.Optimizer)
                 and not name.startswith("_")
-                and name not in ("Optimizer", "LARS")  # a base to subclass; a wrapper
+                and name not in _NOT_OFFERED
             ):
                 classes[_key(prefix + name)] = value
     return classes
@@ -193,10 +201,26 @@ def _parse(text: str, what: str) -> ast.expr:
         return ast.parse(text.strip(), mode="eval").body
     except SyntaxError as error:
         raise SpecError(f"cannot read {what} {text!r}: {error.msg}") from None
+    except (RecursionError, MemoryError):
+        raise SpecError(f"cannot read {what} {_clip(text)!r}: nested too deeply") from None
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _value(node: ast.expr, steps: int, text: str) -> Any:
     """Evaluate one SPEC value: numbers, strings, lists, schedules and arithmetic."""
+    try:
+        value = _evaluate(node, steps, text)
+    except RecursionError:
+        raise SpecError(f"cannot read {_clip(text)!r}: nested too deeply") from None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _LARGEST_INT:
+        raise SpecError(f"{ast.unparse(node)!r} in {_clip(text)!r} is too large for a float")
+    return value
+
+
+def _evaluate(node: ast.expr, steps: int, text: str) -> Any:
     if isinstance(node, ast.Constant) and isinstance(
         node.value, (int, float, str, bool, type(None))
     ):
@@ -310,26 +334,49 @@ def run_from_table(table: Mapping[str, Any], steps: int, where: str) -> RunSpec:
     for key, value in table.items():
         if key == "optimizer":
             continue
+        if not _plain(value):
+            raise SpecError(
+                f"{where}{key} must be a number, string, boolean or array, got {value!r}"
+            )
         if isinstance(value, str) and key != "label":
             values[key] = _string_option(value, steps, where + key)
             sources[key] = repr(value) if values[key] is value else value
         else:
             sources[key], values[key] = repr(value), value
     name = table["optimizer"]
-    label = f"{name}({', '.join(f'{k}={v}' for k, v in sources.items() if k != 'label')})"
+    options = ", ".join(f"{k}={v}" for k, v in sources.items() if k != "label")
+    label = f"{name}({options})" if options else name
     return _run(name, values, sources, default_label=label, where=where)
 
 
+def _plain(value: Any) -> bool:
+    """Whether a TOML value is one a SPEC has: a number, string, boolean or array of them."""
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    return isinstance(value, (int, float, str, bool))
+
+
+_WORD = re.compile(r"[A-Za-z_][\w.-]*")
+
+
+_NAMES = ("steps", *_CONSTANTS, "True", "False", "None")
+
+
 def _string_option(text: str, steps: int, where: str) -> Any:
-    """A TOML string: a SPEC value when it reads as one, else the string itself."""
+    """A TOML string: itself when it is a single word (``strong_wolfe``, ``strong-wolfe``)
+    other than the SPEC's names, or when it is not an expression and has no parenthesis
+    (``cuda:0``); else a SPEC value, so a schedule with a typo is an error."""
+    if _WORD.fullmatch(text) and text not in _NAMES:
+        return text
     try:
-        node = ast.parse(text.strip(), mode="eval").body
+        ast.parse(text.strip(), mode="eval")
     except SyntaxError:
-        return text
-    if isinstance(node, ast.Name) and node.id != "steps" and node.id not in _CONSTANTS:
-        return text
+        if "(" not in text:
+            return text
+    except (RecursionError, MemoryError):
+        pass  # _parse says so below
     try:
-        return _value(node, steps, text)
+        return _value(_parse(text, "value"), steps, text)
     except SpecError as error:
         raise SpecError(f"{where}: {error}") from None
 
@@ -412,6 +459,9 @@ def parse_config(text: str, where: str = "config") -> Config:
         if not isinstance(value, expected) or isinstance(value, bool):
             kind = {str: "a string", int: "an integer", list: "an array of [[run]] tables"}
             raise SpecError(f"{where}: {key} must be {kind[expected]}, got {value!r}")
+    for key, least in (("steps", 1), ("seed", 0)):
+        if key in data and data[key] < least:
+            raise SpecError(f"{where}: {key} must be at least {least}, got {data[key]}")
     runs = data.get("run", [])
     for i, table in enumerate(runs):
         if not isinstance(table, dict):

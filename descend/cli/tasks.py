@@ -121,8 +121,6 @@ class _Evaluating:
 DIGITS_TRAIN = 1500
 """Training images of the ``digits`` task; the other 297 of the 1797 are its test set."""
 DIGITS_BATCH = 64
-
-
 DIGITS_IMAGES = 1797
 
 
@@ -227,6 +225,17 @@ ROSENBROCK_START = (-1.5, 2.0)
 ROSENBROCK_MINIMUM = (1.0, 1.0)
 
 
+class _ExactGradient(Task):
+    """A task whose model computes its own loss: no data, the batches are ``None``."""
+
+    def batches(self, seed: int, device: torch.device) -> Iterator[None]:
+        while True:
+            yield None
+
+    def loss(self, model: nn.Module, batch: None) -> torch.Tensor:
+        return model()
+
+
 class RosenbrockModel(nn.Module):
     """One parameter ``xy`` of shape (2,); calling the module gives the Rosenbrock value
     (1 - x)² + 100 (y - x²)², whose minimum is 0 at (1, 1)."""
@@ -240,7 +249,7 @@ class RosenbrockModel(nn.Module):
         return (1 - x) ** 2 + 100 * (y - x**2) ** 2
 
 
-class Rosenbrock(Task):
+class Rosenbrock(_ExactGradient):
     """The Rosenbrock function (1 - x)² + 100 (y - x²)², from (-1.5, 2.0) (loss 12.5).
 
     Its minimum, 0 at (1, 1), lies at the end of a long curved valley. The start is the
@@ -257,13 +266,6 @@ class Rosenbrock(Task):
 
     def model(self, seed: int) -> nn.Module:
         return _seeded_model(seed, RosenbrockModel)
-
-    def batches(self, seed: int, device: torch.device) -> Iterator[None]:
-        while True:
-            yield None
-
-    def loss(self, model: nn.Module, batch: None) -> torch.Tensor:
-        return model()
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         with _Evaluating(model):
@@ -317,7 +319,7 @@ class QuadraticModel(nn.Module):
         return 0.5 * d @ (self.a @ d)
 
 
-class Quadratic(Task):
+class Quadratic(_ExactGradient):
     """An ill-conditioned quadratic 0.5 (x - x*)ᵀ A (x - x*) in 20 dimensions.
 
     A = Q diag(λ) Qᵀ with the eigenvalues λ log-spaced from 1 to 100 (condition number
@@ -358,13 +360,6 @@ class Quadratic(Task):
         offset = torch.randn(QUADRATIC_DIM, generator=generator, dtype=torch.float64)
         start = x_star + QUADRATIC_START_SCALE * offset
         return QuadraticModel(a, x_star, start).to(torch.float32)
-
-    def batches(self, seed: int, device: torch.device) -> Iterator[None]:
-        while True:
-            yield None
-
-    def loss(self, model: nn.Module, batch: None) -> torch.Tensor:
-        return model()
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         with _Evaluating(model):

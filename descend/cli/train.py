@@ -3,12 +3,14 @@
 :func:`train_runs` trains one copy of the task's initial model per run, one run after
 the other, on the same sequence of batches, and returns a :class:`RunResult` per run: the
 training loss of every step, the task's held-out metrics at regular steps (and those of
-the EMA weights for a run with ``ema``), the value of every hyperparameter at every step,
+the EMA weights for a run with ``ema``), the value of every hyperparameter of the first
+parameter group at every step,
 the time of each step and of its optimizer update, and the optimizer state's size.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import time
@@ -20,7 +22,7 @@ from typing import Any
 import torch
 
 from descend.averaging import AveragedModel, get_ema_multi_avg_fn
-from descend.cli.spec import RunSpec
+from descend.cli.spec import RunSpec, SpecError
 from descend.cli.tasks import Task
 from descend.optim import LBFGS
 
@@ -39,6 +41,7 @@ class RunResult:
     ema_evals: dict[str, list[float]] | None = None
     hyperparameters: dict[str, list[float]] = field(default_factory=dict)
     step_seconds: list[float] = field(default_factory=list)
+    model_seconds: list[float] = field(default_factory=list)
     update_seconds: list[float] = field(default_factory=list)
     state_bytes: int = 0
     ema_bytes: int | None = None
@@ -59,8 +62,14 @@ class RunResult:
         return 1e3 * statistics.median(self.step_seconds) if self.step_seconds else math.nan
 
     @property
+    def ms_per_model(self) -> float:
+        """Median milliseconds of the batch, forward and backward part of a step."""
+        return 1e3 * statistics.median(self.model_seconds) if self.model_seconds else math.nan
+
+    @property
     def ms_per_update(self) -> float:
-        """Median milliseconds of the optimizer's update (and the EMA's, if any)."""
+        """Median milliseconds of the optimizer's update (and the EMA's, if any); for an
+        optimizer driven by a closure (LBFGS), the whole step."""
         return 1e3 * statistics.median(self.update_seconds) if self.update_seconds else math.nan
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,6 +84,7 @@ class RunResult:
             "ema_evals": self.ema_evals,
             "hyperparameters": self.hyperparameters,
             "ms_per_step": self.ms_per_step,
+            "ms_per_model": self.ms_per_model,
             "ms_per_update": self.ms_per_update,
             "state_bytes": self.state_bytes,
             "ema_bytes": self.ema_bytes,
@@ -137,13 +147,25 @@ def single_threaded() -> Iterator[None]:
 
 
 def prepare_runs(
-    task: Task, runs: list[RunSpec], seed: int, device: torch.device
+    task: Task, runs: list[RunSpec], steps: int, seed: int, device: torch.device
 ) -> list[tuple[torch.nn.Module, torch.optim.Optimizer]]:
-    """A copy of the task's initial model and its optimizer for each run; a bad option
-    raises :class:`~descend.cli.spec.SpecError` before anything trains."""
+    """A copy of the task's initial model and its optimizer for each run.
+
+    A bad option raises :class:`~descend.cli.spec.SpecError` before anything trains,
+    including a per-step list too short for ``steps`` steps or a schedule that fails at
+    the last step.
+    """
     initial = task.model(seed).to(device)
-    models = [_copy(initial) for _ in runs]
-    return [(model, run.build(model.parameters())) for run, model in zip(runs, models)]
+    prepared = []
+    for run in runs:
+        model = copy.deepcopy(initial)
+        optimizer = run.build(model.parameters())
+        try:
+            hyperparameter_values(optimizer, steps - 1)
+        except (IndexError, ValueError, TypeError, ArithmeticError) as error:
+            raise SpecError(f"run {run.label!r}: at step {steps - 1}: {error}") from None
+        prepared.append((model, optimizer))
+    return prepared
 
 
 def train_runs(
@@ -171,12 +193,6 @@ def train_runs(
     return results
 
 
-def _copy(model: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(model)
-
-
 def _train(
     task: Task,
     run: RunSpec,
@@ -192,9 +208,7 @@ def _train(
     if run.ema is not None:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(run.ema), use_buffers=True)
         result.ema_evals = {name: [] for name in task.metrics}
-        result.ema_bytes = sum(
-            t.numel() * t.element_size() for t in ema.module.state_dict().values()
-        )
+        result.ema_bytes = sum(t.numel() * t.element_size() for t in ema.state_dict().values())
     batches = task.batches(seed, device)
     evaluate_after = set(eval_steps(steps))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -214,31 +228,13 @@ def _train(
     for step in range(steps):
         for name, value in hyperparameter_values(optimizer).items():
             result.hyperparameters.setdefault(name, []).append(value)
-        batch = next(batches)
-
-        def closure(batch: Any = batch) -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = task.loss(model, batch)
-            loss.backward()
-            return loss
-
-        sync()
-        start = time.perf_counter()
-        if needs_closure:
-            loss = optimizer.step(closure)
-            sync()
-            middle = start
-        else:
-            loss = closure()
-            sync()
-            middle = time.perf_counter()
-            optimizer.step()
-        if ema is not None:
-            ema.update_parameters(model)
-        sync()
-        end = time.perf_counter()
-        result.step_seconds.append(end - start)
-        result.update_seconds.append(end - middle)
+        try:
+            loss, times = _step(task, model, optimizer, ema, batches, needs_closure, sync)
+        except (RuntimeError, ValueError, IndexError, TypeError, ArithmeticError) as error:
+            raise SpecError(f"run {run.label!r}: step {step}: {error}") from error
+        result.step_seconds.append(times[2] - times[0])
+        result.model_seconds.append(times[1] - times[0])
+        result.update_seconds.append(times[2] - times[1])
         result.train_loss.append(loss.item())
         if not math.isfinite(result.train_loss[-1]):
             result.diverged_at = step
@@ -250,3 +246,39 @@ def _train(
             break
     result.state_bytes = state_bytes(optimizer)
     return result
+
+
+def _step(
+    task: Task,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: AveragedModel | None,
+    batches: Iterator[Any],
+    needs_closure: bool,
+    sync: Callable[[], None],
+) -> tuple[torch.Tensor, tuple[float, float, float]]:
+    """One training step; returns its loss and the times at its start, after the
+    backward pass and at its end. An optimizer driven by a closure (LBFGS) runs the
+    forward and backward passes inside its step, which then counts as all update."""
+    sync()
+    start = time.perf_counter()
+    batch = next(batches)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = task.loss(model, batch)
+        loss.backward()
+        return loss
+
+    if needs_closure:
+        middle = start
+        loss = optimizer.step(closure)
+    else:
+        loss = closure()
+        sync()
+        middle = time.perf_counter()
+        optimizer.step()
+    if ema is not None:
+        ema.update_parameters(model)
+    sync()
+    return loss, (start, middle, time.perf_counter())
