@@ -348,7 +348,7 @@ def _check_optimizer(optimizer: Any, model: Module) -> None:
             "optimizer must be a torch.optim.Optimizer (descend's or torch's), got "
             f"{type(optimizer).__name__} {optimizer!r}"
         )
-    if isinstance(optimizer, torch.optim.LBFGS) or type(optimizer).__name__ == "LBFGS":
+    if any(cls.__name__ == "LBFGS" for cls in type(optimizer).__mro__):  # descend's, torch's
         raise ValueError(
             f"optimizer {type(optimizer).__name__} is driven by a closure that it calls "
             "several times a step, so it has no single loss per learning rate; lr_find "
