@@ -18,6 +18,7 @@ from descend.averaging import (
     get_swa_multi_avg_fn,
     update_bn,
 )
+from descend.flat import FlatBuffer, flatten
 from descend.lr_finder import LRFinderResult, lr_find
 from descend.optim import (
     ASGD,
@@ -52,6 +53,7 @@ __all__ = [
     "AdamW",
     "Adamax",
     "AveragedModel",
+    "FlatBuffer",
     "LRFinderResult",
     "Muon",
     "NAdam",
@@ -62,6 +64,7 @@ __all__ = [
     "SparseAdam",
     "__version__",
     "averaging",
+    "flatten",
     "get_ema_avg_fn",
     "get_ema_multi_avg_fn",
     "get_swa_avg_fn",

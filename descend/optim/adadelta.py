@@ -122,6 +122,8 @@ class Adadelta(Optimizer):
         >>> optimizer.step()
     """
 
+    flat_update = True
+
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "rho": in_closed_unit_interval,

@@ -187,6 +187,8 @@ class Adagrad(Optimizer):
         >>> optimizer.step()
     """
 
+    flat_update = True
+
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "lr_decay": nonnegative,
@@ -247,8 +249,8 @@ class Adagrad(Optimizer):
                 if "sum" in self.state.get(param, {}):
                     self.state[param]["sum"].share_memory_()
 
-    def _prepare(self, index: int, group: dict[str, Any]) -> tuple[dict, Values, list]:
-        group, values, params = super()._prepare(index, group)
+    def _prepare(self, index: int, group: dict[str, Any]) -> tuple[dict, Values, list, list]:
+        group, values, params, buffers = super()._prepare(index, group)
         sparse = [p for p in params if p.grad.is_sparse]
         if sparse and values["weight_decay"] != 0:
             raise RuntimeError(
@@ -256,7 +258,7 @@ class Adagrad(Optimizer):
                 f"with sparse gradients; a parameter of shape {tuple(sparse[0].shape)} has "
                 "one (use a separate parameter group with weight_decay=0)"
             )
-        return group, values, params
+        return group, values, params, buffers
 
     def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
         for param in params:  # parameters of groups added after construction start here

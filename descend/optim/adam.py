@@ -180,6 +180,8 @@ class Adam(Optimizer):
         >>> optimizer.step()
     """
 
+    flat_update = True
+
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "betas": (in_unit_interval, in_unit_interval),

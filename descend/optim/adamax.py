@@ -127,6 +127,8 @@ class Adamax(Optimizer):
         >>> optimizer.step()
     """
 
+    flat_update = True
+
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "betas": (in_unit_interval, in_unit_interval),

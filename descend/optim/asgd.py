@@ -172,6 +172,8 @@ class ASGD(Optimizer):
     Averaging", SIAM J. Control Optim. 30(4), 1992.
     """
 
+    flat_update = True
+
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "lambd": any_real,
@@ -228,17 +230,19 @@ class ASGD(Optimizer):
                 value, dtype=scalar_dtype(), device=getattr(param, "device", None)
             )
 
-    def _prepare(self, index: int, group: dict[str, Any]) -> tuple[dict, dict, list]:
-        group, values, params = super()._prepare(index, group)
+    def _prepare(self, index: int, group: dict[str, Any]) -> tuple[dict, dict, list, list]:
+        group, values, params, buffers = super()._prepare(index, group)
         schedule = {k: values[k] for k in ("lr", "lambd", "alpha", "t0")}
         if not _always_real(lr=values["lr"], lambd=values["lambd"], alpha=values["alpha"]):
-            for param in params:  # check the step sizes this step computes, before it runs
+            # check the step sizes this step computes, before it runs (a flat buffer's
+            # parameters share one step count)
+            for param in params + [flat.params[0] for flat in buffers]:
                 step = self.state[param].get("step") if param in self.state else None
                 try:
                     _next_eta_and_mu(1.0 if step is None else float(step) + 1, **schedule)
                 except ValueError as error:
                     raise ValueError(f"param group {index}: {error}") from None
-        return group, values, params
+        return group, values, params, buffers
 
     def _update(self, group: dict[str, Any], values: dict, params: list[Tensor]) -> None:
         for param in params:

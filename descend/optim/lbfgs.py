@@ -483,7 +483,7 @@ class LBFGS(Optimizer):
                 f"{type(self).__name__}.step needs a closure: a function that zeroes the "
                 "gradients, computes the loss, calls backward() and returns the loss"
             )
-        group, values, _ = self._prepare(0, self.param_groups[0])
+        group, values, _, _ = self._prepare(0, self.param_groups[0])
         params = group["params"]
 
         def evaluate() -> Any:

@@ -203,6 +203,8 @@ class NAdam(Optimizer):
     Paper: T. Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
     """
 
+    flat_update = True
+
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "betas": (in_unit_interval, in_unit_interval),

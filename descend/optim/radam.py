@@ -163,6 +163,8 @@ class RAdam(Optimizer):
     ICLR 2020.
     """
 
+    flat_update = True
+
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "betas": (in_unit_interval, in_unit_interval),

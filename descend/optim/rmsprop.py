@@ -174,6 +174,8 @@ class RMSprop(Optimizer):
         >>> optimizer.step()
     """
 
+    flat_update = True
+
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "alpha": nonnegative,

@@ -142,6 +142,8 @@ class Rprop(Optimizer):
     Backpropagation Learning: The RPROP Algorithm", IEEE ICNN 1993.
     """
 
+    flat_update = True
+
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "etas": (in_open_unit_interval, growth_factor),

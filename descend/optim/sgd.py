@@ -130,6 +130,8 @@ class SGD(Optimizer):
         >>> optimizer.step()
     """
 
+    flat_update = True
+
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "momentum": nonnegative,
