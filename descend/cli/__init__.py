@@ -2,7 +2,7 @@
 
 ``descend COMMAND [options]``; each command lives in its own module of this package and
 registers itself in :func:`build_parser`. Commands: ``demo``, ``compare``, ``schedule``,
-``lr-find``. Bad input (an unknown optimizer, a bad hyperparameter, an unreadable
+``lr-find``, ``bench``. Bad input (an unknown optimizer, a bad hyperparameter, an unreadable
 configuration) ends in one line on stderr, ``descend: error: ...``, and exit code 2.
 """
 
@@ -13,12 +13,18 @@ import sys
 from typing import NoReturn
 
 from descend import __version__
-from descend.cli import compare, demo, lr_find, schedule
+from descend.cli import bench, compare, demo, lr_find, schedule
 from descend.cli.spec import SpecError
 
 # Each entry adds one subcommand to the parser; the subcommand's parser stores the
 # function that runs it as ``args.run`` (``run(args) -> exit code``).
-COMMANDS = (demo.register, compare.register, schedule.register, lr_find.register)
+COMMANDS = (
+    demo.register,
+    compare.register,
+    schedule.register,
+    lr_find.register,
+    bench.register,
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,923 @@
+"""``descend bench``: time one optimizer step of descend against torch.optim, with peak
+memory, the machine's memory bandwidth and each optimizer's bandwidth floor.
+
+Every variant optimizes its own float32 copy of the same tensors, with the same random
+gradients, drawn from a normal distribution and set once, so every variant does the same
+work and ends with the same parameters. Each variant takes its first step (which
+allocates the state; its time is kept as ``first_step_ms``) and ``--warmup`` more steps
+untimed; then every round times one step of each variant, rotating the order between
+rounds so that drift in the machine's speed spreads evenly. A result is the median over
+the rounds. On CUDA the device is synchronized before the clock starts and before it
+stops.
+
+Variants: descend with its automatic choice (``impl=None``), ``impl="loop"`` and
+``impl="foreach"``; ``descend flat``, the automatic choice over parameters first passed to
+``descend.flatten`` (when descend has it); torch.optim with ``foreach=False`` (for-loop),
+``foreach=True`` and ``fused=True``, where torch has them on the device. A variant that
+cannot be built or cannot step is left out of the table and named in a footnote.
+
+Workloads: ``large``, ResNet-50's parameter shapes (161 tensors, 25.6M parameters), and
+``many-small``, 2,000 tensors of about 1,000 parameters each (``--quick``: a ResNet with
+width 32 and one block per stage, and 500 small tensors).
+
+Memory bandwidth is measured first, in the same process and with the same threads: a
+STREAM-like triad ``a = b + s * c`` (``torch.add(b, c, alpha=s, out=a)``) over three
+float32 arrays of 256 MiB each on CPU (1 GiB on CUDA), the median of 10 repeats. On CPU
+it counts 16 bytes per element: read ``b`` and ``c``, write ``a``, and the read of ``a``
+that a write-allocate cache performs before writing a line; on CUDA 12 (GPUs write whole
+lines without reading them). The optimizers write only tensors they have just read, so
+their traffic has no such hidden read, and 16 is the count that makes the two
+comparable. STREAM's figure, 12 bytes per element everywhere, is reported beside it.
+
+The bandwidth floor of an optimizer is the time its update would take if it moved only
+the bytes the algorithm must move, at the measured bandwidth: ``floor_ms = bytes x
+parameters / bandwidth``, with the bytes per parameter in :data:`TRAFFIC` (derived from
+the update rules in ``descend/optim``, at the defaults used here). ``x floor`` is a
+result's time divided by its floor; ``vs best torch`` its time divided by the fastest
+torch.optim variant's for the same optimizer and workload.
+
+Peak memory is the memory a variant needs above its parameters and gradients: its
+optimizer state (exact: the bytes of the tensors in ``optimizer.state``, each storage
+counted once) plus the peak of the temporaries one step allocates (above what was
+allocated when the step began). On CUDA that peak comes from the caching allocator's
+statistics (``torch.cuda.max_memory_allocated``), the largest over the timed steps; on
+CPU, which has no such counter, from ``torch.profiler``'s memory events during one extra,
+untimed step (every variant takes it): the running sum of the bytes allocated and freed,
+in order, at its highest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import descend
+from descend.cli.compare import count, parse_device, wrapped
+from descend.cli.spec import SpecError
+
+Shape = tuple[int, ...]
+
+CPU = torch.device("cpu")
+# Every tensor here is float32.
+ELEMENT_BYTES = 4
+
+OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], type[torch.optim.Optimizer], dict]] = {
+    "SGD": (descend.SGD, torch.optim.SGD, {"lr": 1e-3, "momentum": 0.9}),
+    "Adam": (descend.Adam, torch.optim.Adam, {"lr": 1e-3}),
+    "AdamW": (descend.AdamW, torch.optim.AdamW, {"lr": 1e-3}),
+    "Adadelta": (descend.Adadelta, torch.optim.Adadelta, {}),
+    "Adafactor": (descend.Adafactor, torch.optim.Adafactor, {}),
+    "Adagrad": (descend.Adagrad, torch.optim.Adagrad, {}),
+    "Adamax": (descend.Adamax, torch.optim.Adamax, {}),
+    "ASGD": (descend.ASGD, torch.optim.ASGD, {}),
+    "NAdam": (descend.NAdam, torch.optim.NAdam, {}),
+    "RAdam": (descend.RAdam, torch.optim.RAdam, {}),
+    "RMSprop": (descend.RMSprop, torch.optim.RMSprop, {}),
+    "Rprop": (descend.Rprop, torch.optim.Rprop, {}),
+}
+DEFAULT_OPTIMIZERS = ["SGD", "Adam", "AdamW"]
+WORKLOAD_NAMES = ["large", "many-small"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One implementation to time: the library, its keyword arguments and, for
+    ``flat``, parameters first passed to ``descend.flatten``."""
+
+    name: str
+    library: str
+    flags: dict[str, Any] = field(default_factory=dict)
+    flat: bool = False
+
+    def offered(self) -> bool:
+        """Whether this descend has the variant at all (a flat variant needs
+        ``descend.flatten``); variants not offered are left out without a footnote."""
+        return not self.flat or hasattr(descend, "flatten")
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("descend auto", "descend"),
+    Variant("descend loop", "descend", {"impl": "loop"}),
+    Variant("descend foreach", "descend", {"impl": "foreach"}),
+    Variant("descend flat", "descend", flat=True),
+    Variant("torch for-loop", "torch", {"foreach": False}),
+    Variant("torch foreach", "torch", {"foreach": True}),
+    Variant("torch fused", "torch", {"fused": True}),
+)
+
+
+# --------------------------------------------------------------------------------------
+# Bandwidth floors
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The per-element tensors one update must read and write, float32, at the defaults
+    benchmarked here. A name listed twice is streamed twice: a reduction over the whole
+    tensor (a norm, a row mean) must finish before the elements it scales can be
+    written, so the tensor is read again. 0-d state (step counts) and state of size
+    O(rows + columns) are not counted."""
+
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    derivation: str
+
+    @property
+    def bytes_per_param(self) -> int:
+        return ELEMENT_BYTES * (len(self.reads) + len(self.writes))
+
+
+_ADAM_LIKE = (("param", "grad", "exp_avg", "exp_avg_sq"), ("param", "exp_avg", "exp_avg_sq"))
+
+TRAFFIC: dict[str, Traffic] = {
+    "SGD": Traffic(
+        ("param", "grad", "momentum_buffer"),
+        ("param", "momentum_buffer"),
+        "b = 0.9 b + g; p -= lr b",
+    ),
+    "Adam": Traffic(
+        *_ADAM_LIKE, "m, v = lerp(m, g), beta2 v + (1 - beta2) g^2; p -= c m / (sqrt(v) c' + eps)"
+    ),
+    "AdamW": Traffic(*_ADAM_LIKE, "Adam's; the decoupled decay p *= 1 - lr wd joins the same pass"),
+    "Adadelta": Traffic(
+        ("param", "grad", "square_avg", "acc_delta"),
+        ("param", "square_avg", "acc_delta"),
+        "v = rho v + (1 - rho) g^2; d = sqrt(u + eps) / sqrt(v + eps) g; "
+        "u = rho u + (1 - rho) d^2; p -= lr d",
+    ),
+    # Tensors of two or more dimensions (factored second moment); see VECTOR_TRAFFIC
+    "Adafactor": Traffic(
+        ("param", "grad", "grad", "param", "grad"),
+        ("param",),
+        "pass 1 reads p (its RMS scales the step) and g (row and column means of g^2); "
+        "pass 2 reads g (the RMS of the update clips it); pass 3 reads p and g, writes p",
+    ),
+    "Adagrad": Traffic(
+        ("param", "grad", "sum"), ("param", "sum"), "s += g^2; p -= lr g / (sqrt(s) + eps)"
+    ),
+    "Adamax": Traffic(
+        ("param", "grad", "exp_avg", "exp_inf"),
+        ("param", "exp_avg", "exp_inf"),
+        "m = lerp(m, g); u = max(beta2 u, |g| + eps); p -= c m / u",
+    ),
+    "ASGD": Traffic(
+        ("param", "grad"),
+        ("param", "ax"),
+        "p = (1 - lambd eta) p - eta g; ax = p (mu = 1 until step t0 = 1e6: "
+        "ax is written, not read)",
+    ),
+    "NAdam": Traffic(
+        *_ADAM_LIKE, "Adam's moments; p -= a g / d + b m / d with d = sqrt(v) c + eps"
+    ),
+    "RAdam": Traffic(*_ADAM_LIKE, "Adam's moments (v is updated even in the first 5 steps)"),
+    "RMSprop": Traffic(
+        ("param", "grad", "square_avg"),
+        ("param", "square_avg"),
+        "v = alpha v + (1 - alpha) g^2; p -= lr g / (sqrt(v) + eps) (momentum 0, not centered)",
+    ),
+    "Rprop": Traffic(
+        ("param", "grad", "prev", "step_size"),
+        ("param", "prev", "step_size"),
+        "s *= eta(sign(g prev)), clamped; g' = 0 where the sign flipped; "
+        "p -= sign(g') s; prev = g'",
+    ),
+}
+
+# Tensors of fewer than two dimensions, where they differ (Adafactor keeps a full
+# second moment for them).
+VECTOR_TRAFFIC: dict[str, Traffic] = {
+    "Adafactor": Traffic(
+        ("param", "grad", "variance", "param", "grad", "variance"),
+        ("variance", "param"),
+        "pass 1 reads p (its RMS), g and v, writes v and sums the squared update; "
+        "pass 2 reads p, g and v, writes p",
+    ),
+}
+
+
+def traffic(optimizer: str, shape: Shape) -> Traffic:
+    """The memory traffic of ``optimizer``'s update of one tensor of ``shape``."""
+    if len(shape) < 2 and optimizer in VECTOR_TRAFFIC:
+        return VECTOR_TRAFFIC[optimizer]
+    return TRAFFIC[optimizer]
+
+
+def floor_bytes(optimizer: str, shapes: list[Shape]) -> int:
+    """Bytes one step of ``optimizer`` must move over tensors of ``shapes``."""
+    return sum(math.prod(shape) * traffic(optimizer, shape).bytes_per_param for shape in shapes)
+
+
+# --------------------------------------------------------------------------------------
+# Memory bandwidth
+# --------------------------------------------------------------------------------------
+
+# Bytes of each of the triad's three arrays (tests make them small).
+TRIAD_BYTES = {"cpu": 256 * 2**20, "cuda": 2**30}
+TRIAD_SCALAR = 3.0
+
+
+def triad(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, scalar: float) -> torch.Tensor:
+    """STREAM's triad, ``a = b + scalar * c``, in place in ``a``."""
+    return torch.add(b, c, alpha=scalar, out=a)
+
+
+@dataclass
+class Bandwidth:
+    """The triad's bandwidth: bytes counted / median time.
+
+    ``gb_per_s``, which the floors use, counts the bytes the memory actually moves: on
+    CPU 16 per element, since a CPU cache reads a line before it is written
+    (write-allocate), so ``a``'s lines are read as well as written; on CUDA 12, as GPUs
+    write whole lines without reading them. ``stream_gb_per_s`` counts 12 everywhere
+    (STREAM's convention: read b, read c, write a). An optimizer writes only tensors it
+    has just read (p, its state), which costs nothing extra, so only the first figure is
+    comparable with the floors' byte counts."""
+
+    gb_per_s: float
+    stream_gb_per_s: float
+    array_bytes: int
+    repeats: int
+    samples_ms: list[float]
+    verified: bool
+    arrays: int = 3
+    bytes_per_element: int = 4 * ELEMENT_BYTES
+    write_allocate_counted: bool = True
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.gb_per_s * 1e9
+
+
+def measure_bandwidth(device: torch.device, repeats: int = 10) -> Bandwidth:
+    """Time the triad on three float32 arrays of :data:`TRIAD_BYTES` on ``device``; the
+    median of ``repeats`` runs after an untimed one (and a check of its result)."""
+    array_bytes = TRIAD_BYTES[device.type]
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        array_bytes = min(array_bytes, free // 8)
+    n = array_bytes // ELEMENT_BYTES
+    a = torch.empty(n, device=device)
+    b = torch.full((n,), 1.0, device=device)
+    c = torch.full((n,), 2.0, device=device)
+    triad(a, b, c, TRIAD_SCALAR)  # untimed: first touch of a's pages
+    samples = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        triad(a, b, c, TRIAD_SCALAR)
+        _synchronize(device)
+        samples.append((time.perf_counter() - start) * 1e3)
+    verified = bool((a == 1.0 + TRIAD_SCALAR * 2.0).all())
+    seconds = statistics.median(samples) / 1e3
+    del a, b, c
+    write_allocate = device.type == "cpu"
+    per_element = (4 if write_allocate else 3) * ELEMENT_BYTES
+    return Bandwidth(
+        gb_per_s=per_element * n / seconds / 1e9,
+        stream_gb_per_s=3 * ELEMENT_BYTES * n / seconds / 1e9,
+        array_bytes=n * ELEMENT_BYTES,
+        repeats=repeats,
+        samples_ms=samples,
+        verified=verified,
+        bytes_per_element=per_element,
+        write_allocate_counted=write_allocate,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Workloads and variants
+# --------------------------------------------------------------------------------------
+
+
+def resnet_shapes(width: int = 64, blocks: tuple[int, ...] = (3, 4, 6, 3)) -> list[Shape]:
+    """Parameter shapes of a bottleneck ResNet (ResNet-50 with the defaults): convolution
+    weights, batch-norm weights and biases, and the final fully connected layer."""
+    shapes: list[Shape] = [(width, 3, 7, 7), (width,), (width,)]
+    channels = width
+    for stage, blocks_in_stage in enumerate(blocks):
+        inner = width * 2**stage
+        for block in range(blocks_in_stage):
+            shapes += [(inner, channels, 1, 1), (inner,), (inner,)]
+            shapes += [(inner, inner, 3, 3), (inner,), (inner,)]
+            shapes += [(4 * inner, inner, 1, 1), (4 * inner,), (4 * inner,)]
+            if block == 0:  # the projection shortcut
+                shapes += [(4 * inner, channels, 1, 1), (4 * inner,), (4 * inner,)]
+            channels = 4 * inner
+    return shapes + [(1000, channels), (1000,)]
+
+
+def many_small_shapes(number: int) -> list[Shape]:
+    """``number`` tensors of about 1,000 elements each, in a few different shapes."""
+    cycle: list[Shape] = [(1000,), (25, 40), (32, 32), (16, 8, 8)]
+    return [cycle[i % len(cycle)] for i in range(number)]
+
+
+# Each workload's shapes, given ``quick`` (tests replace these with tiny ones).
+WORKLOADS: dict[str, Callable[[bool], list[Shape]]] = {
+    "large": lambda quick: resnet_shapes(32, (1, 1, 1, 1)) if quick else resnet_shapes(),
+    "many-small": lambda quick: many_small_shapes(500 if quick else 2000),
+}
+
+
+def make_params(shapes: list[Shape]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Values and gradients drawn at random, the same for every call."""
+    generator = torch.Generator().manual_seed(0)
+    return [
+        (torch.randn(shape, generator=generator), torch.randn(shape, generator=generator))
+        for shape in shapes
+    ]
+
+
+class Unavailable(Exception):
+    """A variant that this torch or descend cannot build or run; the message says why."""
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def build(
+    optimizer: str,
+    variant: Variant,
+    values: list[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+) -> torch.optim.Optimizer:
+    """The optimizer of one variant over fresh copies of ``values`` on ``device``;
+    :class:`Unavailable` if it cannot be built."""
+    descend_class, torch_class, options = OPTIMIZERS[optimizer]
+    params = []
+    for value, grad in values:
+        param = value.to(device, copy=True).requires_grad_()
+        param.grad = grad.to(device, copy=True)
+        params.append(param)
+    if variant.flat:
+        try:
+            descend.flatten(params)
+        except Exception as error:  # any failure: the variant is unavailable
+            raise Unavailable(f"descend.flatten failed: {_reason(error)}") from error
+    cls = descend_class if variant.library == "descend" else torch_class
+    try:
+        return cls(params, **options, **variant.flags)
+    except TypeError as error:  # no such keyword
+        if "unexpected keyword argument" in str(error):
+            raise Unavailable(f"no such implementation in {variant.library}") from error
+        raise Unavailable(_reason(error)) from error
+    except (RuntimeError, ValueError) as error:  # no such kernel on this device
+        raise Unavailable(_reason(error)) from error
+
+
+# --------------------------------------------------------------------------------------
+# Timing and memory
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    optimizer: str
+    workload: str
+    implementation: str
+    ms_per_step: float
+    ratio_vs_best_torch: float = math.nan
+    floor_ms: float = math.nan
+    x_floor: float = math.nan
+    state_bytes: int = 0
+    step_peak_bytes: int | None = None
+    peak_bytes: int | None = None
+    first_step_ms: float = math.nan
+    samples_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Skipped:
+    optimizer: str
+    workload: str
+    implementation: str
+    reason: str
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the tensors in ``optimizer.state``, each storage counted once."""
+    seen: dict[tuple[str, int], int] = {}
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                storage = value.untyped_storage()
+                seen[(str(value.device), storage.data_ptr())] = storage.nbytes()
+    return sum(seen.values())
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (the profiler's C++ start/stop lines) inside the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def cpu_step_peak(step: Callable[[], Any]) -> int | None:
+    """The peak of the bytes allocated, net of frees, during one call of ``step``, from
+    torch.profiler's memory events; None if the profiler gives none."""
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with (
+            _quiet_stderr(),
+            profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+        ):
+            step()
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    except (RuntimeError, AttributeError):
+        return None
+    running = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        running += event.nbytes()
+        peak = max(peak, running)
+    return peak
+
+
+def measure(
+    optimizer: str,
+    workload: str,
+    shapes: list[Shape],
+    *,
+    device: torch.device = CPU,
+    repeats: int = 20,
+    warmup: int = 3,
+    bandwidth: Bandwidth | None = None,
+    skipped: list[Skipped] | None = None,
+    final_params: dict[str, list[torch.Tensor]] | None = None,
+) -> list[Result]:
+    """Median ms/step, memory and floor ratio of every variant, timed in interleaved
+    rounds. Variants that cannot run are appended to ``skipped``; with ``final_params``,
+    each variant's parameters after its last step are stored there under its name."""
+    values = make_params(shapes)
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    first_ms: dict[str, float] = {}
+    for variant in VARIANTS:
+        if not variant.offered():
+            continue
+        try:
+            built = build(optimizer, variant, values, device)
+            _synchronize(device)
+            start = time.perf_counter()
+            built.step()  # allocates the state (and compiles, for a compiled variant)
+            _synchronize(device)
+            first_ms[variant.name] = (time.perf_counter() - start) * 1e3
+            for _ in range(warmup):
+                built.step()
+        except Exception as error:
+            expected = (Unavailable, RuntimeError, ValueError, TypeError, NotImplementedError)
+            if not (variant.flat or isinstance(error, expected)):
+                raise  # a bug, not a missing implementation (flat is new: any failure)
+            if skipped is not None:
+                reason = str(error) if isinstance(error, Unavailable) else _reason(error)
+                skipped.append(Skipped(optimizer, workload, variant.name, reason))
+            continue
+        optimizers[variant.name] = built
+    del values
+    times: dict[str, list[float]] = {name: [] for name in optimizers}
+    peaks: dict[str, int | None] = dict.fromkeys(optimizers, 0 if device.type == "cuda" else None)
+    order = list(optimizers)
+    if not order:
+        return []
+    gc.collect()
+    gc.disable()
+    try:
+        for round_ in range(repeats):
+            shift = round_ % len(order)
+            for name in order[shift:] + order[:shift]:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                    base = torch.cuda.memory_allocated(device)
+                    torch.cuda.reset_peak_memory_stats(device)
+                start = time.perf_counter()
+                optimizers[name].step()
+                _synchronize(device)
+                times[name].append((time.perf_counter() - start) * 1e3)
+                if device.type == "cuda":
+                    peak = torch.cuda.max_memory_allocated(device) - base
+                    peaks[name] = max(peaks[name] or 0, peak)
+    finally:
+        gc.enable()
+    if device.type == "cpu":
+        for name, built in optimizers.items():  # one more step each, profiled, untimed
+            peaks[name] = cpu_step_peak(built.step)
+    floor_ms = math.nan
+    if bandwidth is not None:
+        floor_ms = floor_bytes(optimizer, shapes) / bandwidth.bytes_per_s * 1e3
+    results = []
+    for name, built in optimizers.items():
+        state = state_bytes(built)
+        ms = statistics.median(times[name])
+        results.append(
+            Result(
+                optimizer,
+                workload,
+                name,
+                ms,
+                floor_ms=floor_ms,
+                x_floor=ms / floor_ms,
+                state_bytes=state,
+                step_peak_bytes=peaks[name],
+                peak_bytes=None if peaks[name] is None else state + peaks[name],
+                first_step_ms=first_ms[name],
+                samples_ms=times[name],
+            )
+        )
+        if final_params is not None:
+            final_params[name] = [
+                p.detach().cpu().clone() for group in built.param_groups for p in group["params"]
+            ]
+    torch_times = [r.ms_per_step for r in results if r.implementation.startswith("torch")]
+    best_torch = min(torch_times, default=math.nan)
+    for result in results:
+        result.ratio_vs_best_torch = result.ms_per_step / best_torch
+    return results
+
+
+# --------------------------------------------------------------------------------------
+# The whole benchmark
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    meta: dict[str, Any]
+    bandwidth: Bandwidth
+    workloads: dict[str, dict[str, int]]
+    floors: list[dict[str, Any]]
+    results: list[Result]
+    skipped: list[Skipped]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "meta": self.meta,
+            "bandwidth": asdict(self.bandwidth),
+            "workloads": self.workloads,
+            "floors": self.floors,
+            "results": [asdict(r) for r in self.results],
+            "unavailable": [asdict(s) for s in self.skipped],
+        }
+
+
+def run_benchmark(
+    workloads: list[str],
+    optimizers: list[str],
+    *,
+    device: torch.device = CPU,
+    repeats: int = 20,
+    warmup: int = 3,
+    quick: bool = False,
+    progress: Callable[[str], Any] | None = None,
+) -> Report:
+    """Measure the bandwidth, then every optimizer on every workload."""
+    load_start = os.getloadavg()[0]
+    bandwidth = measure_bandwidth(device, repeats=5 if quick else 10)
+    results: list[Result] = []
+    skipped: list[Skipped] = []
+    sizes: dict[str, dict[str, int]] = {}
+    floors: list[dict[str, Any]] = []
+    for workload in workloads:
+        shapes = WORKLOADS[workload](quick)
+        parameters = sum(math.prod(shape) for shape in shapes)
+        sizes[workload] = {"tensors": len(shapes), "parameters": parameters}
+        for optimizer in optimizers:
+            if progress is not None:
+                progress(f"{workload}: {optimizer}")
+            total = floor_bytes(optimizer, shapes)
+            floors.append(
+                {
+                    "optimizer": optimizer,
+                    "workload": workload,
+                    "bytes_per_param": total / parameters,
+                    "floor_bytes": total,
+                    "floor_ms": total / bandwidth.bytes_per_s * 1e3,
+                    "traffic": _traffic_json(optimizer, shapes),
+                }
+            )
+            results += measure(
+                optimizer,
+                workload,
+                shapes,
+                device=device,
+                repeats=repeats,
+                warmup=warmup,
+                bandwidth=bandwidth,
+                skipped=skipped,
+            )
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "descend": descend.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": _device_name(device),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "warmup": warmup,
+        "quick": quick,
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg()[0],
+        "memory": (
+            "state_bytes: the tensors in optimizer.state, each storage once; step_peak_bytes: "
+            "peak of the bytes a step allocates above those allocated when it begins "
+            + (
+                "(torch.cuda.max_memory_allocated, largest over the timed steps)"
+                if device.type == "cuda"
+                else "(torch.profiler memory events, one extra untimed step)"
+            )
+            + "; peak_bytes: their sum, the memory above the parameters and gradients"
+        ),
+    }
+    return Report(meta, bandwidth, sizes, floors, results, skipped)
+
+
+def _traffic_json(optimizer: str, shapes: list[Shape]) -> list[dict[str, Any]]:
+    kinds = {traffic(optimizer, shape) for shape in shapes}
+    return [
+        {
+            "reads": list(t.reads),
+            "writes": list(t.writes),
+            "bytes_per_param": t.bytes_per_param,
+            "derivation": t.derivation,
+            "applies_to": "tensors of fewer than 2 dimensions"
+            if t is VECTOR_TRAFFIC.get(optimizer)
+            else ("tensors of 2 or more dimensions" if optimizer in VECTOR_TRAFFIC else "all"),
+        }
+        for t in sorted(kinds, key=lambda t: t.bytes_per_param)
+    ]
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+# --------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------
+
+EPILOG = """\
+Examples:
+
+  descend bench                                   # SGD, Adam, AdamW on both workloads
+  descend bench --threads 1 --optimizers all --json bench.json
+  descend bench --quick --workload many-small --optimizers adam rmsprop
+  descend bench --device cuda
+
+Columns: ms/step is the median over the timed rounds; "vs best torch" divides it by the
+fastest torch.optim variant's; "x floor" by the time the update's compulsory memory
+traffic takes at the measured bandwidth; "peak MB" is the optimizer state plus the peak
+of the step's temporaries. See docs/benchmarks.md.
+"""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``bench`` to the ``descend`` parser's ``commands``."""
+    parser = commands.add_parser(
+        "bench",
+        help="time each optimizer's step against torch.optim, with memory and bandwidth floor",
+        description=wrapped(
+            "Time one step of descend's optimizers and torch.optim's for-loop, foreach and "
+            "fused implementations on the same tensors, interleaved; measure peak memory, "
+            "the memory bandwidth (a STREAM triad) and each result's ratio to the time its "
+            "compulsory memory traffic takes."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(parser)
+    parser.set_defaults(run=run)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workload",
+        nargs="+",
+        choices=WORKLOAD_NAMES,
+        default=WORKLOAD_NAMES,
+        help="large (ResNet-50's shapes) and/or many-small (2,000 tensors); default both",
+    )
+    parser.add_argument(
+        "--optimizers",
+        nargs="+",
+        default=DEFAULT_OPTIMIZERS,
+        metavar="NAME",
+        help=f"any of {', '.join(OPTIMIZERS)}, or all (default {' '.join(DEFAULT_OPTIMIZERS)})",
+    )
+    parser.add_argument("--device", default="cpu", metavar="D", help="cpu (default) or cuda")
+    parser.add_argument(
+        "--repeats",
+        type=count(1, "--repeats"),
+        metavar="N",
+        help="timed rounds (default 20; 5 with --quick)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=count(0, "--warmup"),
+        default=3,
+        metavar="N",
+        help="untimed steps after the first (default 3)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=count(1, "--threads"),
+        metavar="N",
+        help="torch's intra-op threads (default: torch's); 1 on a busy machine",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller workloads, 5 rounds, 5 bandwidth repeats"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write everything as JSON")
+
+
+def optimizer_names(names: list[str]) -> list[str]:
+    """The optimizers named (any case; ``all`` for every one), in the order given."""
+    known = {name.lower(): name for name in OPTIMIZERS}
+    chosen: list[str] = []
+    for text in names:
+        if text.lower() == "all":
+            wanted = list(OPTIMIZERS)
+        elif text.lower() in known:
+            wanted = [known[text.lower()]]
+        else:
+            raise SpecError(
+                f"--optimizers: unknown optimizer {text!r}; choose from "
+                f"{', '.join(OPTIMIZERS)} or all"
+            )
+        chosen += [name for name in wanted if name not in chosen]
+    return chosen
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``descend bench`` with parsed ``args``; returns the exit code."""
+    from rich.console import Console
+
+    optimizers = optimizer_names(args.optimizers)
+    device = parse_device(args.device)
+    if args.json is not None:
+        folder = Path(args.json).parent
+        if not folder.is_dir():
+            raise SpecError(f"--json {args.json}: the folder {str(folder)!r} does not exist")
+    repeats = args.repeats or (5 if args.quick else 20)
+    workloads = list(dict.fromkeys(args.workload))
+    console = Console(file=sys.stdout)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        with console.status("measuring the memory bandwidth") as status:
+            report = run_benchmark(
+                workloads,
+                optimizers,
+                device=device,
+                repeats=repeats,
+                warmup=args.warmup,
+                quick=args.quick,
+                progress=lambda text: status.update(f"timing {text}"),
+            )
+    finally:
+        torch.set_num_threads(threads)
+    print_report(console, report)
+    if args.json is not None:
+        try:
+            Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        except OSError as error:
+            raise SpecError(
+                f"--json {args.json}: cannot write it: {error.strerror or error}"
+            ) from None
+        console.print(f"JSON: {args.json}")
+    return 0
+
+
+def header(report: Report) -> str:
+    meta, bandwidth = report.meta, report.bandwidth
+    return (
+        f"torch {meta['torch']}, descend {meta['descend']}, device {meta['device']} "
+        f"({meta['device_name']}, {meta['cpus']} CPUs), threads {meta['threads']}, "
+        f"bandwidth {bandwidth.gb_per_s:.1f} GB/s (triad over 3 x "
+        f"{bandwidth.array_bytes / 2**20:.0f} MiB, {bandwidth.bytes_per_element} B/element; "
+        f"STREAM's 12 B: {bandwidth.stream_gb_per_s:.1f}), "
+        f"load average {meta['load_average_start']:.2f} -> {meta['load_average_end']:.2f}, "
+        f"median of {meta['repeats']} steps"
+    )
+
+
+def print_report(console: Any, report: Report) -> None:
+    """The header line, the workloads, the table of results, the floors and footnotes."""
+    from rich import box
+    from rich.table import Table
+
+    console.print(header(report), highlight=False, soft_wrap=True)
+    for name, size in report.workloads.items():
+        console.print(
+            f"{name}: {size['tensors']} tensors, {size['parameters'] / 1e6:.2f}M parameters, "
+            "float32",
+            highlight=False,
+        )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for column in ("optimizer", "workload", "implementation"):
+        table.add_column(column, no_wrap=True)
+    for column in ("ms/step", "vs torch", "x floor", "peak MB"):
+        table.add_column(column, justify="right", no_wrap=True)
+    previous = None
+    for r in report.results:
+        group = (r.optimizer, r.workload)
+        if previous is not None and group != previous:
+            table.add_section()
+        best = min(x.ms_per_step for x in report.results if (x.optimizer, x.workload) == group)
+        ms = f"{r.ms_per_step:.2f}"
+        table.add_row(
+            r.optimizer if group != previous else "",
+            r.workload if group != previous else "",
+            r.implementation,
+            f"[bold]{ms}[/bold]" if r.ms_per_step == best else ms,
+            f"{r.ratio_vs_best_torch:.2f}",
+            f"{r.x_floor:.1f}",
+            "n/a" if r.peak_bytes is None else f"{r.peak_bytes / 1e6:.1f}",
+        )
+        previous = group
+    console.print(table)
+    floors = Table(
+        title=f"bandwidth floors at {report.bandwidth.gb_per_s:.1f} GB/s",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    floors.add_column("optimizer", no_wrap=True)
+    for workload in report.workloads:
+        floors.add_column(f"{workload} B/param", justify="right", no_wrap=True)
+        floors.add_column(f"{workload} ms", justify="right", no_wrap=True)
+    for optimizer in dict.fromkeys(f["optimizer"] for f in report.floors):
+        row = [optimizer]
+        for workload in report.workloads:
+            found = [
+                f for f in report.floors if (f["optimizer"], f["workload"]) == (optimizer, workload)
+            ]
+            ms = found[0]["floor_ms"]
+            row += [f"{found[0]['bytes_per_param']:.4g}", f"{ms:.2f}" if ms >= 0.1 else f"{ms:.2g}"]
+        floors.add_row(*row)
+    console.print(floors)
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for s in report.skipped:
+        names = reasons.setdefault((s.implementation, s.reason), [])
+        if s.optimizer not in names:
+            names.append(s.optimizer)
+    for (implementation, reason), names in reasons.items():
+        console.print(
+            f"not available: {implementation} for {', '.join(names)} ({reason})", highlight=False
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``descend bench`` on its own (for ``benchmarks/step_time.py``): the exit code."""
+    from descend.cli import _Parser
+
+    parser = _Parser(
+        prog="descend bench",
+        description=wrapped(
+            "Time one optimizer step of descend against torch.optim, with peak memory, the "
+            "memory bandwidth and each result's ratio to its bandwidth floor."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except SpecError as error:
+        print(f"descend bench: error: {error}", file=sys.stderr)
+        return 2
