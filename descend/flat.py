@@ -23,11 +23,22 @@ What changes:
 - ``optimizer.zero_grad()`` zeroes the gradients in place instead of setting them to
   None, so every flattened parameter takes part in every step (as with torch's
   ``zero_grad(set_to_none=False)``); a parameter whose gradient is zero still moves
-  where its optimizer has momentum.
+  where its optimizer has momentum. Frozen parameters (``requires_grad=False``) are not
+  flattened; one frozen after flattening keeps a gradient of None and its buffer is
+  updated tensor by tensor while it stays frozen.
 - A gradient set to None or replaced (``model.zero_grad()``, ``p.grad = g``) is copied
   back into the buffer at the next step, which costs one copy per such tensor.
 - Parameters keep their shapes but become contiguous (a channels-last weight becomes
-  contiguous).
+  contiguous). In float32 and float64 a flattened model computes bitwise what it did
+  before; in float16 and bfloat16 torch's CPU kernels may round a tensor's last few
+  elements differently once they sit inside a larger buffer.
+- The weights of embeddings with ``sparse=True`` are not flattened (their sparse
+  gradients would become dense).
+- Another optimizer's ``zero_grad`` zeroes only its own parameters' gradients; one
+  kernel zeroes a whole buffer only when the optimizer holds all its parameters.
+- ``optimizer.state.clear()`` (or a new ``state``) starts the flat state afresh;
+  replacing one entry of one parameter's state by hand is not noticed while the buffer is
+  updated whole.
 - Moving or casting a parameter afterwards (``model.to(...)``, ``p.data = ...``)
   detaches it from its buffer; the optimizer notices, warns once, and goes back to
   updating tensor by tensor. Call :func:`flatten` again after such a change.
@@ -50,9 +61,20 @@ FLAT_ATTRIBUTE = "_descend_flat"
 """The attribute of a flattened parameter that names its :class:`FlatBuffer`."""
 ALIGNMENT = 64
 """Bytes each view's start is aligned to, as torch's CPU allocator aligns a tensor, so a
-parameter computes the same in its buffer as alone (BLAS kernels depend on alignment);
+float32 or float64 parameter computes the same in its buffer as alone (BLAS kernels
+depend on alignment);
 the gaps are zeros and stay zeros under every elementwise update."""
 FLAT_PROXY = object()
+_generation = 0
+"""How many times :func:`flatten` ran: an optimizer re-reads its parameters' buffers
+when it changes."""
+
+
+def generation() -> int:
+    """How many times :func:`flatten` has run in this process."""
+    return _generation
+
+
 """The value of :data:`FLAT_ATTRIBUTE` on a buffer's :attr:`FlatBuffer.proxy`."""
 
 
@@ -84,8 +106,9 @@ class FlatBuffer:
         self.views: list[Tensor] = []
         self.grad_views: list[Tensor] = []
         self.state: dict[str, Any] = {}
-        self.owner: int | None = None  # id() of the optimizer whose state this is
-        self.broken = False
+        self.owner: object | None = None  # the token of the optimizer whose state this is
+        self.broken = False  # a parameter left the buffer (moved or cast)
+        self.replaced = False  # flatten() put its parameters into a newer buffer
         with torch.no_grad():
             for param, offset in zip(params, starts):
                 n = param.numel()
@@ -100,6 +123,7 @@ class FlatBuffer:
                 self.offsets.append(offset)
                 self.views.append(view)
                 self.grad_views.append(grad_view)
+        self.pointers = [view.data_ptr() for view in self.views]
         self.proxy = self.data.detach()
         """The whole buffer as one tensor, with :attr:`grad` as its gradient: what the
         optimizer updates."""
@@ -123,11 +147,12 @@ class FlatBuffer:
     # ----------------------------------------------------------------------------------
 
     def attached(self) -> bool:
-        """Whether every parameter still lives in :attr:`data`; warns once when not."""
-        if self.broken:
+        """Whether the buffer can be updated whole: every parameter still lives in
+        :attr:`data` and requires a gradient. Warns once when a parameter left it."""
+        if self.broken or self.replaced:
             return False
-        for param, view in zip(self.params, self.views):
-            if param.data_ptr() != view.data_ptr() or param.shape != view.shape:
+        for param, pointer in zip(self.params, self.pointers):
+            if param.data_ptr() != pointer:
                 self.broken = True
                 warnings.warn(
                     f"a parameter of shape {tuple(param.shape)} no longer lives in its flat "
@@ -137,6 +162,8 @@ class FlatBuffer:
                     stacklevel=4,
                 )
                 return False
+            if not param.requires_grad:
+                return False  # frozen: its gradient must stay None
         return True
 
     def gather_grads(self) -> None:
@@ -148,14 +175,17 @@ class FlatBuffer:
             if grad is None:
                 view.zero_()
             else:
-                view.copy_(grad)
+                view.copy_(grad.to_dense() if grad.is_sparse else grad)
             param.grad = view
 
     def zero_grad(self) -> None:
-        """Zero every gradient with one kernel, keeping the views."""
+        """Zero every gradient with one kernel, keeping the views (a frozen parameter's
+        gradient becomes None)."""
         self.grad.zero_()
         for param, view in zip(self.params, self.grad_views):
-            if param.grad is not view:
+            if not param.requires_grad:
+                param.grad = None
+            elif param.grad is not view:
                 param.grad = view
 
 
@@ -163,12 +193,19 @@ def flatten(params: torch.nn.Module | Iterable[Tensor]) -> list[FlatBuffer]:
     """Move the parameters of a module (or the given tensors) into one contiguous buffer
     per (device, dtype); each parameter and its gradient become views into it.
 
-    Returns the buffers, in the order their first parameter appears. Parameters that are
-    sparse, or not floating point or complex, are left alone; so are duplicates. Values
-    and gradients are kept. Flattening again (after moving the model, say) makes new
-    buffers; an optimizer's state for them is gathered at its next step.
+    Returns the buffers, in the order their first parameter appears. Tensors that do not
+    require a gradient, are sparse, or are not floating point or complex are left alone,
+    and so are duplicates and, in a module, the weights of embeddings with
+    ``sparse=True``. Values and gradients are kept. Flattening again (after moving the
+    model, say) makes new buffers; an optimizer gathers its state for them at its next
+    step.
     """
+    global _generation
+    sparse: set[int] = set()
     if isinstance(params, torch.nn.Module):
+        for module in params.modules():
+            if isinstance(module, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and module.sparse:
+                sparse.add(id(module.weight))
         tensors = list(params.parameters())
     elif isinstance(params, Tensor):
         raise TypeError("flatten takes a module or an iterable of tensors, got one tensor")
@@ -179,10 +216,16 @@ def flatten(params: torch.nn.Module | Iterable[Tensor]) -> list[FlatBuffer]:
     for tensor in tensors:
         if not isinstance(tensor, Tensor):
             raise TypeError(f"flatten takes tensors, got {type(tensor).__name__} {tensor!r}")
-        if id(tensor) in seen or tensor.is_sparse:
+        if id(tensor) in seen or id(tensor) in sparse or tensor.is_sparse:
             continue
-        if not (tensor.is_floating_point() or tensor.is_complex()):
+        if not tensor.requires_grad or not (tensor.is_floating_point() or tensor.is_complex()):
             continue
         seen.add(id(tensor))
         groups.setdefault((tensor.device, tensor.dtype), []).append(tensor)
+    for members in groups.values():
+        for tensor in members:
+            old = getattr(tensor, FLAT_ATTRIBUTE, None)
+            if old is not None:
+                old.replaced = True
+    _generation += 1
     return [FlatBuffer(members) for members in groups.values()]

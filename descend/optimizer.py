@@ -33,7 +33,7 @@ from __future__ import annotations
 import difflib
 import functools
 import math
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any, ClassVar
@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from descend.flat import FLAT_ATTRIBUTE, FLAT_PROXY, FlatBuffer
+from descend.flat import generation as flat_generation
 from descend.hyperparams import Rule, check_real, describe, is_step_sequence, resolve
 
 Values = dict[str, Any]
@@ -482,6 +483,7 @@ class Optimizer(torch.optim.Optimizer):
         with torch.no_grad():
             work = [self._prepare(index, group) for index, group in enumerate(self.param_groups)]
             work = [self._with_flat(*item) for item in work]
+            self._release_flats([flat for *_, buffers in work for flat in buffers])
             grad_scale = getattr(self, "grad_scale", None)
             if grad_scale is not None:
                 unscale_grads([p for _, _, params, _ in work for p in params], grad_scale)
@@ -559,33 +561,34 @@ class Optimizer(torch.optim.Optimizer):
         self, index: int, group: dict[str, Any]
     ) -> tuple[list[FlatBuffer], list[torch.Tensor]]:
         """The flat buffers this group updates whole (every parameter of each is in the
-        group, and still lives in it), and the group's other parameters."""
+        group, lives in it and requires a gradient), and the group's other parameters."""
         if not self.flat_update or torch.compiler.is_compiling():
             return [], group["params"]
         cache = self.__dict__.setdefault("_flat_cache", {})
-        key = tuple(map(id, group["params"]))
+        key = (tuple(map(id, group["params"])), flat_generation())
         cached = cache.get(index)
         if cached is None or cached[0] != key:
             members: dict[int, FlatBuffer] = {}
             for param in group["params"]:
                 flat = getattr(param, FLAT_ATTRIBUTE, None)
-                if flat is not None:
+                if flat is not None and not flat.replaced:
                     members[id(flat)] = flat
-            ids = set(key)
+            ids = set(key[0])
             whole = [
                 f
                 for f in members.values()
                 if all(id(p) in ids for p in f.params)
                 and (f.data.device.type != "cpu" or f.mean_numel < CPU_FLAT_MAX_MEAN_NUMEL)
             ]
-            cached = cache[index] = (key, whole)
-        whole = [flat for flat in cached[1] if flat.attached()]
-        if not whole:
-            return [], group["params"]
-        inside = {id(p) for flat in whole for p in flat.params}
-        if len(inside) == len(group["params"]):
-            return whole, []
-        return whole, [p for p in group["params"] if id(p) not in inside]
+            inside = {id(p) for flat in whole for p in flat.params}
+            rest = [p for p in group["params"] if id(p) not in inside]
+            cached = cache[index] = (key, whole, rest)
+        _, whole, rest = cached
+        attached = [flat for flat in whole if flat.attached()]
+        if len(attached) < len(whole):
+            inside = {id(p) for flat in attached for p in flat.params}
+            rest = [p for p in group["params"] if id(p) not in inside]
+        return attached, rest
 
     def _with_flat(
         self, group: dict[str, Any], values: Values, params: list, buffers: list[FlatBuffer]
@@ -600,12 +603,68 @@ class Optimizer(torch.optim.Optimizer):
         flat_ready = []
         for flat in buffers:
             flat.gather_grads()
+            if flat.owner is token and not self._flat_state_intact(flat):
+                self._release_flat(flat)
             if flat.owner is not token and not self._gather_flat_state(flat):
                 params = params + list(flat.params)
                 continue
             flat.owner = token
+            self.__dict__.setdefault("_flat_owned", {})[id(flat)] = flat
             flat_ready.append(flat)
         return group, values, [flat.proxy for flat in flat_ready] + params, flat_ready
+
+    def _release_flats(self, updated: list[FlatBuffer]) -> None:
+        """Give back the state of every buffer this optimizer held but does not update
+        whole this step (a parameter left it, froze, or moved to another group)."""
+        owned = self.__dict__.get("_flat_owned")
+        if not owned:
+            return
+        if torch.compiler.is_compiling():
+            raise RuntimeError(
+                f"{type(self).__name__}.step cannot be compiled after steps that updated "
+                "flat buffers (descend.flatten): their shared state would be counted once "
+                "per parameter; compile from the first step, or do not flatten"
+            )
+        keep = {id(flat) for flat in updated}
+        for key in [key for key in owned if key not in keep]:
+            self._release_flat(owned[key])
+
+    def _release_flat(self, flat: FlatBuffer) -> None:
+        """Stop holding ``flat``'s state whole: each parameter gets its own copy of the
+        shared scalars (its per-element views stay valid, as separate tensors)."""
+        for param in flat.params:
+            state = self.state.get(param)
+            if state is None:
+                continue
+            for key, value in flat.state.items():
+                if state.get(key) is value and isinstance(value, torch.Tensor):
+                    state[key] = value.clone()
+        flat.owner, flat.state, flat.published = None, {}, {}
+        self.__dict__.get("_flat_owned", {}).pop(id(flat), None)
+
+    def _flat_state_intact(self, flat: FlatBuffer) -> bool:
+        """Whether the per-parameter state still shows ``flat``'s (the first and last
+        parameter's entries are checked, which catches ``state.clear()`` and a new
+        ``state``)."""
+        for param, offset in (
+            (flat.params[0], flat.offsets[0]),
+            (flat.params[-1], flat.offsets[-1]),
+        ):
+            state = self.state.get(param)
+            if state is None or state.keys() != flat.state.keys():
+                return False
+            for key, value in flat.state.items():
+                entry = state[key]
+                if entry is value:
+                    continue
+                if not (
+                    isinstance(entry, torch.Tensor)
+                    and isinstance(value, torch.Tensor)
+                    and value.dim() == 1
+                    and entry.data_ptr() == value.data_ptr() + offset * value.element_size()
+                ):
+                    return False
+        return True
 
     def _gather_flat_state(self, flat: FlatBuffer) -> bool:
         """Collect this optimizer's per-parameter state for ``flat`` into flat tensors
@@ -627,7 +686,9 @@ class Optimizer(torch.optim.Optimizer):
                     whole[offset : offset + param.numel()].copy_(value.reshape(-1))
                 gathered[key] = whole
             elif all(_same_scalar(v, values[0]) for v in values):
-                gathered[key] = values[0]
+                gathered[key] = (
+                    values[0].clone() if isinstance(values[0], torch.Tensor) else values[0]
+                )
             else:
                 return False
         flat.state = gathered
@@ -705,23 +766,32 @@ class Optimizer(torch.optim.Optimizer):
     # ----------------------------------------------------------------------------------
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset the gradients, as torch does; those of parameters in a flat buffer
-        (:func:`descend.flatten`) are zeroed in place with one kernel per buffer, whatever
-        ``set_to_none`` says, so that they stay views of the buffer."""
+        """Reset the gradients, as torch does. The gradients of parameters in a flat
+        buffer (:func:`descend.flatten`) are zeroed in place, whatever ``set_to_none``
+        says, so that they stay views of the buffer: with one kernel when this optimizer
+        holds every parameter of the buffer, else view by view."""
+        ids = {id(p) for group in self.param_groups for p in group["params"]}
         buffers: dict[int, FlatBuffer] = {}
         others = []
         for group in self.param_groups:
             for param in group["params"]:
                 flat = getattr(param, FLAT_ATTRIBUTE, None)
-                if flat is None or flat.broken:
+                if flat is None or flat.broken or flat.replaced:
                     others.append(param)
-                else:
+                elif id(flat) not in buffers:
                     buffers[id(flat)] = flat
-        for flat in buffers.values():
-            flat.zero_grad()
         if not buffers:
             super().zero_grad(set_to_none)
             return
+        for flat in buffers.values():
+            if all(id(p) in ids for p in flat.params):
+                flat.zero_grad()
+                continue
+            for param, view in zip(flat.params, flat.grad_views):
+                if id(param) not in ids:
+                    continue
+                view.zero_()
+                param.grad = view if param.requires_grad else None
         for param in others:
             if param.grad is not None:
                 if set_to_none:
@@ -735,12 +805,7 @@ class Optimizer(torch.optim.Optimizer):
         optimizer; here each gets its own copy, so that the state dict loads into any
         optimizer, flat or not."""
         packed = super().state_dict()
-        shared = {
-            id(value)
-            for flat in self._flat_buffers()
-            for value in flat.state.values()
-            if isinstance(value, torch.Tensor) and value.dim() == 0
-        }
+        shared = self._shared_scalars()
         if shared:
             packed["state"] = {
                 index: {
@@ -753,9 +818,16 @@ class Optimizer(torch.optim.Optimizer):
 
     def _flat_buffers(self) -> list[FlatBuffer]:
         """The flat buffers whose state this optimizer holds."""
-        token = self.__dict__.get("_flat_token")
-        cache = self.__dict__.get("_flat_cache", {})
-        return [flat for _, whole in cache.values() for flat in whole if flat.owner is token]
+        return list(self.__dict__.get("_flat_owned", {}).values())
+
+    def _shared_scalars(self) -> set[int]:
+        """ids of the scalar state values shared by the parameters of a flat buffer."""
+        return {
+            id(value)
+            for flat in self._flat_buffers()
+            for value in flat.state.values()
+            if isinstance(value, torch.Tensor) and value.dim() == 0
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load optimizer state, from descend or torch.optim: both use the same format.
@@ -776,6 +848,7 @@ class Optimizer(torch.optim.Optimizer):
         finally:
             self._optimizer_load_state_dict_pre_hooks = pre_hooks
         self._flat_token = object()  # the loaded state is gathered at the next step
+        self.__dict__.pop("_flat_owned", None)
 
     def _check_state_dict(self, state_dict: Any) -> None:
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
@@ -836,6 +909,18 @@ class Optimizer(torch.optim.Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.update(steps_taken=self.steps_taken, steps_skipped=self.steps_skipped)
+        shared = self._shared_scalars()
+        if shared:  # a copy is not flat until its next step: each parameter its own scalars
+            state["state"] = defaultdict(
+                dict,
+                {
+                    param: {
+                        key: value.clone() if id(value) in shared else value
+                        for key, value in entry.items()
+                    }
+                    for param, entry in state["state"].items()
+                },
+            )
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

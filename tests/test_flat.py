@@ -271,11 +271,22 @@ def test_a_group_with_a_buffer_and_other_tensors():
     assert_same(reference, opt_ref, model, opt)
 
 
-def test_a_parameter_moved_out_of_its_buffer_warns_once_and_training_stays_right():
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps, **kw: descend.SGD(ps, lr=0.1, momentum=0.9, **kw),
+        lambda ps, **kw: descend.Adam(ps, lr=0.01, **kw),
+        lambda ps, **kw: descend.NAdam(ps, lr=0.01, **kw),
+    ],
+    ids=["SGD", "Adam", "NAdam"],
+)
+def test_a_parameter_moved_out_of_its_buffer_warns_once_and_training_stays_right(make):
+    """The shared step count goes back to one per parameter, or a per-tensor step would
+    count it once per parameter."""
     reference, model = make_model(), make_model()
     (flat,) = descend.flatten(model)
-    opt_ref = descend.SGD(reference.parameters(), lr=0.1, momentum=0.9, impl="loop")
-    opt = descend.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt_ref = make(reference.parameters(), impl="loop")
+    opt = make(model.parameters())
     train(reference, opt_ref, 2, zero=lambda: opt_ref.zero_grad(set_to_none=False))
     train(model, opt, 2)
     model[2].weight.data = model[2].weight.data.clone()  # no longer in the buffer
@@ -299,3 +310,117 @@ def test_optimizers_without_a_flat_update_work_on_flattened_parameters():
     train(model, opt, 3)
     assert_same(reference, opt_ref, model, opt)
     assert flat.state == {}
+
+
+def test_an_optimizer_made_before_flatten_updates_the_buffer_whole():
+    reference, model = make_model(), make_model()
+    opt_ref = descend.Adam(reference.parameters(), lr=0.01, impl="loop")
+    opt = descend.Adam(model.parameters(), lr=0.01)
+    train(reference, opt_ref, 2, zero=lambda: opt_ref.zero_grad(set_to_none=False))
+    train(model, opt, 2, zero=lambda: opt.zero_grad(set_to_none=False))
+    (flat,) = descend.flatten(model)
+    train(reference, opt_ref, 3, start=2, zero=lambda: opt_ref.zero_grad(set_to_none=False))
+    train(model, opt, 3, start=2)
+    assert flat.owner is not None and flat.state["step"] == 5
+    assert_same(reference, opt_ref, model, opt)
+
+
+def test_flattening_again_moves_the_state_to_the_new_buffer_without_a_warning():
+    reference, model = make_model(), make_model()
+    (first,) = descend.flatten(model)
+    opt_ref = descend.RAdam(reference.parameters(), lr=0.01, impl="loop")
+    opt = descend.RAdam(model.parameters(), lr=0.01)
+    train(reference, opt_ref, 2, zero=lambda: opt_ref.zero_grad(set_to_none=False))
+    train(model, opt, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (second,) = descend.flatten(model)
+        train(model, opt, 3, start=2)
+    train(reference, opt_ref, 3, start=2, zero=lambda: opt_ref.zero_grad(set_to_none=False))
+    assert first.replaced and second.owner is not None and second.state["step"] == 5
+    assert_same(reference, opt_ref, model, opt)
+
+
+def test_clearing_the_state_starts_it_afresh():
+    reference, model = make_model(), make_model()
+    descend.flatten(model)
+    opt_ref = descend.Adam(reference.parameters(), lr=0.01, impl="loop")
+    opt = descend.Adam(model.parameters(), lr=0.01)
+    for optimizer, net in ((opt_ref, reference), (opt, model)):
+        train(net, optimizer, 2, zero=lambda o=optimizer: o.zero_grad(set_to_none=False))
+        optimizer.state.clear()
+        train(net, optimizer, 2, start=2, zero=lambda o=optimizer: o.zero_grad(set_to_none=False))
+    assert len(opt.state_dict()["state"]) == 6
+    assert_same(reference, opt_ref, model, opt)
+
+
+def test_frozen_parameters_are_not_updated():
+    """Frozen before flattening: left out of the buffer. Frozen after: its gradient stays
+    None, and the buffer is updated tensor by tensor while it is frozen."""
+    reference, model = make_model(), make_model()
+    for net in (reference, model):
+        net[0].weight.requires_grad_(False)
+    (flat,) = descend.flatten(model)
+    assert all(p is not model[0].weight for p in flat.params)
+    opt_ref = torch.optim.AdamW(reference.parameters(), lr=0.01, foreach=False)
+    opt = descend.AdamW(model.parameters(), lr=0.01)
+    train(reference, opt_ref, 2, zero=lambda: opt_ref.zero_grad(set_to_none=False))
+    train(model, opt, 2)
+    for net in (reference, model):
+        net[2].weight.requires_grad_(False)
+        net[2].weight.grad = None  # as torch leaves a parameter frozen before its first grad
+    frozen = model[2].weight.detach().clone()
+    train(reference, opt_ref, 2, start=2, zero=lambda: opt_ref.zero_grad(set_to_none=False))
+    train(model, opt, 2, start=2)
+    assert torch.equal(model[2].weight, frozen) and model[2].weight.grad is None
+    for p, q in zip(reference.parameters(), model.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-12, atol=1e-14)
+
+
+def test_two_optimizers_over_one_buffer_zero_only_their_own_gradients():
+    reference, model = make_model(), make_model()
+    descend.flatten(model)
+    head, body = list(model.parameters())[4:], list(model.parameters())[:4]
+    head_ref, body_ref = list(reference.parameters())[4:], list(reference.parameters())[:4]
+    opts = [descend.SGD(body, lr=0.1, momentum=0.9), descend.Adam(head, lr=0.01)]
+    refs = [
+        descend.SGD(body_ref, lr=0.1, momentum=0.9, impl="loop"),
+        descend.Adam(head_ref, lr=0.01, impl="loop"),
+    ]
+    for step in range(3):
+        for net, pair in ((reference, refs), (model, opts)):
+            for optimizer in pair:
+                optimizer.zero_grad(set_to_none=False)
+            x, y = batch(step)
+            torch.nn.functional.mse_loss(net(x), y).backward()
+            pair[0].step()
+            pair[0].zero_grad(set_to_none=False)  # must not touch the head's gradients
+            pair[1].step()
+    for p, q in zip(reference.parameters(), model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_sparse_embeddings_stay_out_of_the_buffer():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4, sparse=True), torch.nn.Linear(4, 1))
+    buffers = descend.flatten(model)
+    assert [len(flat) for flat in buffers] == [2]
+    optimizer = descend.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        model.zero_grad()
+        model(torch.tensor([1, 2, 3])).sum().backward()
+        assert model[0].weight.grad.is_sparse
+        optimizer.step()
+
+
+def test_a_copy_of_a_flat_optimizer_trains_like_the_original():
+    reference, model = make_model(), make_model()
+    descend.flatten(model)
+    opt_ref = descend.Adam(reference.parameters(), lr=0.01, impl="loop")
+    opt = descend.Adam(model.parameters(), lr=0.01)
+    train(reference, opt_ref, 2, zero=lambda: opt_ref.zero_grad(set_to_none=False))
+    train(model, opt, 2)
+    model2, opt2 = copy.deepcopy((model, opt))
+    train(reference, opt_ref, 3, start=2, zero=lambda: opt_ref.zero_grad(set_to_none=False))
+    train(model2, opt2, 3, start=2, zero=lambda: opt2.zero_grad(set_to_none=False))
+    assert_same(reference, opt_ref, model2, opt2)
