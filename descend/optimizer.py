@@ -594,57 +594,6 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
     # State dict
     # ----------------------------------------------------------------------------------
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset the gradients, as torch does. The gradients of parameters in a flat
-        buffer (:func:`descend.flatten`) are zeroed in place, whatever ``set_to_none``
-        says, so that they stay views of the buffer: with one kernel when this optimizer
-        holds every parameter of the buffer, else view by view."""
-        ids = {id(p) for group in self.param_groups for p in group["params"]}
-        buffers: dict[int, FlatBuffer] = {}
-        others = []
-        for group in self.param_groups:
-            for param in group["params"]:
-                flat = getattr(param, FLAT_ATTRIBUTE, None)
-                if flat is None or flat.broken or flat.replaced:
-                    others.append(param)
-                elif id(flat) not in buffers:
-                    buffers[id(flat)] = flat
-        if not buffers:
-            super().zero_grad(set_to_none)
-            return
-        for flat in buffers.values():
-            if all(id(p) in ids for p in flat.params):
-                flat.zero_grad()
-                continue
-            for param, view in zip(flat.params, flat.grad_views):
-                if id(param) not in ids:
-                    continue
-                view.zero_()
-                param.grad = view if param.requires_grad else None
-        for param in others:
-            if param.grad is not None:
-                if set_to_none:
-                    param.grad = None
-                else:
-                    param.grad.detach_().requires_grad_(False).zero_()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The optimizer's state, in torch's format. Parameters updated in a flat buffer
-        (:mod:`descend.flat`) share their scalar state (the step count) inside the
-        optimizer; here each gets its own copy, so that the state dict loads into any
-        optimizer, flat or not."""
-        packed = super().state_dict()
-        shared = self._shared_scalars()
-        if shared:
-            packed["state"] = {
-                index: {
-                    key: value.clone() if id(value) in shared else value
-                    for key, value in entry.items()
-                }
-                for index, entry in packed["state"].items()
-            }
-        return packed
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load optimizer state, from descend or torch.optim: both use the same format.
 
