@@ -106,6 +106,7 @@ class FlatBuffer:
         self.views: list[Tensor] = []
         self.grad_views: list[Tensor] = []
         self.state: dict[str, Any] = {}
+        self.published: dict[str, Any] = {}  # the state values the parameters show
         self.owner: object | None = None  # the token of the optimizer whose state this is
         self.broken = False  # a parameter left the buffer (moved or cast)
         self.replaced = False  # flatten() put its parameters into a newer buffer
@@ -446,7 +447,7 @@ class FlatUpdates:
     def _publish_flat_state(self, flat: FlatBuffer) -> None:
         """Make each parameter's state entries views of (or the same object as) the flat
         state, where they are not already."""
-        published = flat.__dict__.setdefault("published", {})
+        published = flat.published
         for key, value in flat.state.items():
             if published.get(key) is value:
                 continue

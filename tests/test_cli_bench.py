@@ -158,11 +158,14 @@ def test_documented_floors():
 
 def per_element_state(optimizer: str, shape: tuple[int, ...]) -> tuple[set[str], dict]:
     """Names of the per-element state tensors ``optimizer`` keeps for a tensor of
-    ``shape`` after two steps with the benchmark's options, and that state."""
+    ``shape`` after two steps with the benchmark's options, and that state. The loop
+    reference runs: it moves only the traffic the algorithm needs (ASGD's foreach path
+    reads ``ax`` even where the loop only copies ``p`` into it)."""
     descend_class, _, options = bench.OPTIMIZERS[optimizer]
-    param = torch.randn(shape, requires_grad=True)
-    param.grad = torch.randn(shape)
-    opt = descend_class([param], **options)
+    generator = torch.Generator().manual_seed(0)
+    param = torch.randn(shape, generator=generator).requires_grad_()
+    param.grad = torch.randn(shape, generator=generator)
+    opt = descend_class([param], **options, impl="loop")
     opt.step()
     opt.step()
     state = opt.state[param]

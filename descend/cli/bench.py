@@ -83,6 +83,7 @@ from descend.cli.bandwidth import (  # noqa: F401  (the harness's names, as test
 )
 from descend.cli.compare import count, parse_device, wrapped
 from descend.cli.spec import SpecError
+from descend.cli.train import state_bytes
 
 CPU = torch.device("cpu")
 
@@ -241,17 +242,6 @@ class Skipped:
     workload: str
     implementation: str
     reason: str
-
-
-def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes of the tensors in ``optimizer.state``, each storage counted once."""
-    seen: dict[tuple[str, int], int] = {}
-    for state in optimizer.state.values():
-        for value in state.values():
-            if isinstance(value, torch.Tensor):
-                storage = value.untyped_storage()
-                seen[(str(value.device), storage.data_ptr())] = storage.nbytes()
-    return sum(seen.values())
 
 
 @contextmanager

@@ -100,7 +100,8 @@ def eval_steps(steps: int) -> list[int]:
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes held by the optimizer's state tensors (each storage counted once)."""
+    """Bytes held by the optimizer's state tensors, each storage counted once (a flat
+    buffer's views count as the one buffer they share)."""
     seen: dict[tuple[torch.device, int], int] = {}
     for state in optimizer.state.values():
         for value in state.values():
