@@ -57,6 +57,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from descend.compiled import COMPILE_MIN_NUMEL
+
 FLAT_ATTRIBUTE = "_descend_flat"
 """The attribute of a flattened parameter that names its :class:`FlatBuffer`."""
 ALIGNMENT = 64
@@ -326,7 +328,11 @@ class FlatUpdates:
                 f
                 for f in members.values()
                 if all(id(p) in ids for p in f.params)
-                and (f.data.device.type != "cpu" or f.mean_numel < CPU_FLAT_MAX_MEAN_NUMEL)
+                and (
+                    f.data.device.type != "cpu"
+                    or f.mean_numel < CPU_FLAT_MAX_MEAN_NUMEL
+                    or self._compiles(group, f.data.numel())
+                )
             ]
             inside = {id(p) for flat in whole for p in flat.params}
             rest = [p for p in group["params"] if id(p) not in inside]
@@ -337,6 +343,14 @@ class FlatUpdates:
             inside = {id(p) for flat in attached for p in flat.params}
             rest = [p for p in group["params"] if id(p) not in inside]
         return attached, rest
+
+    def _compiles(self, group: dict[str, Any], numel: int) -> bool:
+        """Whether a flat buffer of ``numel`` elements in ``group`` takes the compiled
+        kernel, which makes one pass over it however large it is."""
+        kernel = self.compiled_kernel
+        if kernel is None or not kernel.available or group.get("impl") not in (None, "compiled"):
+            return False
+        return group.get("impl") == "compiled" or numel >= COMPILE_MIN_NUMEL
 
     def _with_flat(
         self, group: dict[str, Any], values: dict, params: list, buffers: list[FlatBuffer]

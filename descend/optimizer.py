@@ -12,9 +12,11 @@ What the base adds:
   :meth:`~Optimizer.add_param_group` and in :meth:`~Optimizer.load_state_dict`, and a step
   resolves and checks everything before it touches a parameter, so a step that raises
   leaves parameters and state as they were.
-- **One implementation switch.** ``impl="loop"`` (the per-tensor reference) or
-  ``impl="foreach"`` (multi-tensor); torch's ``foreach=``/``fused=`` keywords are accepted
-  and translated, so descend is a drop-in.
+- **One implementation switch.** ``impl="loop"`` (the per-tensor reference),
+  ``impl="foreach"`` (multi-tensor) or, for elementwise algorithms, ``impl="compiled"``
+  (the whole update fused into one pass by torch.compile, :mod:`descend.compiled`);
+  torch's ``foreach=``/``fused=`` keywords are accepted and translated (``fused=True``
+  means ``"compiled"``), so descend is a drop-in.
 - **Mixed precision.** ``torch.amp.GradScaler`` hands a descend optimizer the scale and
   the inf/NaN flag (``_step_supports_amp_scaling``); the step unscales the gradients
   itself, or is skipped, and ``steps_taken``/``steps_skipped`` count which happened.
@@ -41,6 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from descend.compiled import COMPILE_MIN_NUMEL, Kernel
 from descend.flat import FLAT_ATTRIBUTE, FLAT_PROXY, FlatBuffer, FlatUpdates
 from descend.hyperparams import Rule, check_real, describe, is_step_sequence, resolve
 
@@ -230,6 +233,9 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
     """Boolean options."""
     impls: ClassVar[tuple[str, ...]] = ("loop", "foreach")
     """Implementations this optimizer has; ``"loop"`` is the reference."""
+    compiled_kernel: ClassVar[Kernel | None] = None
+    """The kernel of ``impl="compiled"`` (:mod:`descend.compiled`), for an elementwise
+    update; its class lists ``"compiled"`` in ``impls``."""
     per_element_state: ClassVar[tuple[str, ...]] = ()
     """State entries shaped like their parameter (checked by ``load_state_dict``)."""
     sparse_grad: ClassVar[str] = "refused"
@@ -281,8 +287,8 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
             )
         if foreach and fused:
             raise ValueError(f"{where}foreach=True and fused=True cannot be used together")
-        if fused:
-            wanted = None  # the fastest implementation descend has
+        if fused:  # descend's own fused kernel where it has one, else the fastest path
+            wanted = "compiled" if "compiled" in self.impls else None
         elif foreach is None:
             wanted = None
         else:
@@ -570,24 +576,40 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
     def _impl(self, group: dict[str, Any], params: Sequence[torch.Tensor]) -> str:
         """The implementation for this group: its ``impl``, or the fastest one.
 
-        Sparse gradients always take the loop. Otherwise, on an accelerator the
-        multi-tensor path wins; on CPU it wins only for small tensors, where it saves
+        Sparse gradients always take the loop. Otherwise the compiled kernel
+        (:mod:`descend.compiled`) wins wherever each call has enough work: on a flat
+        buffer, or on tensors of more than ``CPU_FOREACH_MAX_MEAN_NUMEL`` elements on
+        average; it is chosen when the group holds at least ``COMPILE_MIN_NUMEL``
+        elements, so that the seconds compiling takes are earned back, and while it
+        compiles (a failure falls back to the eager paths). Below that, on an accelerator
+        the multi-tensor path wins; on CPU it wins only for small tensors, where it saves
         per-tensor overhead, while large ones run faster one at a time, each still in
-        cache (benchmarks/step_time.py: loop 2-20% faster on ResNet-50 shapes, foreach
-        10-25% faster on 2,000 tensors of 1,000 elements; even near 16k elements).
+        cache (descend bench: loop 2-20% faster on ResNet-50 shapes, foreach 10-25%
+        faster on 2,000 tensors of 1,000 elements; even near 16k elements).
         """
         chosen = group.get("impl")
         if any(p.grad.is_sparse for p in params):
             return "loop"
         if chosen is not None:
-            return chosen
+            return chosen if chosen != "compiled" or not torch.compiler.is_compiling() else "loop"
+        flat = all(getattr(p, FLAT_ATTRIBUTE, None) is FLAT_PROXY for p in params)
+        numel = sum(p.numel() for p in params)
+        mean_numel = numel / len(params)
+        kernel = self.compiled_kernel
+        if (
+            kernel is not None
+            and kernel.available
+            and not torch.compiler.is_compiling()
+            and numel >= COMPILE_MIN_NUMEL
+            and (flat or mean_numel >= CPU_FOREACH_MAX_MEAN_NUMEL)
+        ):
+            return "compiled"
         if "foreach" not in self.impls:
             return "loop"
-        if all(getattr(p, FLAT_ATTRIBUTE, None) is FLAT_PROXY for p in params):
+        if flat:
             return "loop"  # one tensor per flat buffer: the loop is a single kernel each
         if params[0].device.type != "cpu":
             return "foreach"
-        mean_numel = sum(p.numel() for p in params) / len(params)
         return "foreach" if mean_numel < CPU_FOREACH_MAX_MEAN_NUMEL else "loop"
 
     # ----------------------------------------------------------------------------------

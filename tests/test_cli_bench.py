@@ -114,8 +114,13 @@ def test_every_variant_does_the_same_work(optimizer):
         assert [p.shape for p in params] == [torch.Size(s) for s in shapes], name
         for got, want in zip(params, reference):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=name)
-    for s in skipped:  # only torch lacks implementations (fused for most optimizers)
-        assert s.implementation == "torch fused", s
+    # only torch lacks implementations (fused for most optimizers), and descend lacks a
+    # compiled kernel for the algorithms whose update is not elementwise (Adafactor)
+    compiled = "compiled" in bench.OPTIMIZERS[optimizer][0].impls
+    for s in skipped:
+        assert s.implementation == "torch fused" or (
+            s.implementation == "descend compiled" and not compiled
+        ), s
 
 
 def test_cpu_step_peak_counts_the_temporaries():

@@ -10,8 +10,10 @@ rounds so that drift in the machine's speed spreads evenly. A result is the medi
 the rounds. On CUDA the device is synchronized before the clock starts and before it
 stops.
 
-Variants: descend with its automatic choice (``impl=None``), ``impl="loop"`` and
-``impl="foreach"``; ``descend flat``, the automatic choice over parameters first passed to
+Variants: descend with its automatic choice (``impl=None``), ``impl="loop"``,
+``impl="foreach"`` and ``impl="compiled"`` (each tensor through the algorithm's compiled
+kernel, see :mod:`descend.compiled`; its first step includes compiling, reported as
+``first ms``); ``descend flat``, the automatic choice over parameters first passed to
 ``descend.flatten`` (when descend has it); torch.optim with ``foreach=False`` (for-loop),
 ``foreach=True`` and ``fused=True``, where torch has them on the device. A variant that
 cannot be built or cannot step is left out of the table and named in a footnote.
@@ -125,6 +127,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("descend auto", "descend"),
     Variant("descend loop", "descend", {"impl": "loop"}),
     Variant("descend foreach", "descend", {"impl": "foreach"}),
+    Variant("descend compiled", "descend", {"impl": "compiled"}),
     Variant("descend flat", "descend", flat=True),
     Variant("torch for-loop", "torch", {"foreach": False}),
     Variant("torch foreach", "torch", {"foreach": True}),
@@ -608,7 +611,8 @@ def run(args: argparse.Namespace) -> int:
             raise SpecError(f"--json {args.json}: the folder {str(folder)!r} does not exist")
     repeats = args.repeats or (5 if args.quick else 20)
     workloads = list(dict.fromkeys(args.workload))
-    console = Console(file=sys.stdout)
+    # a file or pipe gets the whole table, not rich's 80 columns
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -665,7 +669,7 @@ def print_report(console: Any, report: Report) -> None:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for column in ("optimizer", "workload", "implementation"):
         table.add_column(column, no_wrap=True)
-    for column in ("ms/step", "vs torch", "x floor", "peak MB"):
+    for column in ("ms/step", "vs torch", "x floor", "peak MB", "first ms"):
         table.add_column(column, justify="right", no_wrap=True)
     previous = None
     for r in report.results:
@@ -682,6 +686,7 @@ def print_report(console: Any, report: Report) -> None:
             f"{r.ratio_vs_best_torch:.2f}",
             f"{r.x_floor:.1f}",
             "n/a" if r.peak_bytes is None else f"{r.peak_bytes / 1e6:.1f}",
+            f"{r.first_step_ms:.0f}",
         )
         previous = group
     console.print(table)

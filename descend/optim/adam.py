@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from descend.compiled import Kernel, host, step_rows
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
 from descend.optimizer import (
     Optimizer,
@@ -139,6 +141,77 @@ def adam_foreach(
     foreach_addcdiv_(params, numerators, denoms, scales)
 
 
+def adam_kernel(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    max_exp_avg_sq: Tensor | None,
+    c: Tensor,
+    *,
+    l2: bool,
+    nesterov: bool,
+) -> None:
+    """Adam on one tensor in one pass (see :mod:`descend.compiled`), with the coefficients
+    of :func:`adam_coefficients`: the math of :func:`adam_loop`."""
+    sign, decay, weight_decay, one_minus_beta1, beta2 = c[0], c[1], c[2], c[3], c[4]
+    one_minus_beta2, correction2, eps, step_size, beta1 = c[5], c[6], c[7], c[8], c[9]
+    grad = grad * sign
+    param_in = param * decay
+    if l2:
+        grad = grad + param_in * weight_decay
+    m = exp_avg + (grad - exp_avg) * one_minus_beta1
+    v = exp_avg_sq * beta2 + grad * grad * one_minus_beta2
+    second = v
+    if max_exp_avg_sq is not None:
+        second = torch.maximum(max_exp_avg_sq, v)
+        max_exp_avg_sq.copy_(second)
+    numerator = m * beta1 + grad * one_minus_beta1 if nesterov else m
+    denom = second.sqrt() / correction2 + eps
+    param.copy_(param_in + step_size * (numerator / denom))
+    exp_avg.copy_(m)
+    exp_avg_sq.copy_(v)
+
+
+def adam_coefficients(
+    step: float,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+    decoupled_weight_decay: bool,
+    eps_before_correction: bool = False,
+    bias_correction: bool = True,
+) -> tuple[float, ...]:
+    """The coefficient row of :func:`adam_kernel` at ``step`` (counted from 1)."""
+    decay = 1 - lr * weight_decay if decoupled_weight_decay else 1.0
+    if not bias_correction:
+        correction2, step_size = 1.0, -lr
+    elif eps_before_correction:
+        correction2 = 1.0
+        step_size = -lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+    else:
+        correction2, step_size = math.sqrt(1 - beta2**step), -lr / (1 - beta1**step)
+    return (
+        -1.0 if maximize else 1.0,
+        decay,
+        weight_decay,
+        1 - beta1,
+        beta2,
+        1 - beta2,
+        correction2,
+        eps,
+        step_size,
+        beta1,
+    )
+
+
+ADAM_KERNEL = Kernel(adam_kernel)
+
+
 class Adam(Optimizer):
     r"""Adam (Kingma & Ba, 2015), optionally AMSGrad and AdamW; a drop-in for torch's Adam.
 
@@ -166,8 +239,9 @@ class Adam(Optimizer):
             Hutter, 2019) instead of adding :math:`\lambda p` to the gradient.
         foreach, fused, capturable, differentiable: torch.optim's keywords, translated to
             ``impl``; ``capturable`` has no effect.
-        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
-            None picks the fastest.
+        impl: ``"loop"`` (per tensor, the reference), ``"foreach"`` (multi-tensor) or
+            ``"compiled"`` (one fused pass per tensor or flat buffer, see
+            :mod:`descend.compiled`); None picks the fastest.
 
     Every number above may also be a schedule, a one-element tensor or a sequence of
     per-step values (see :mod:`descend.hyperparams`). State per parameter: ``step``,
@@ -181,6 +255,8 @@ class Adam(Optimizer):
     """
 
     flat_update = True
+    impls = ("loop", "foreach", "compiled")
+    compiled_kernel = ADAM_KERNEL
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
@@ -232,8 +308,35 @@ class Adam(Optimizer):
         amsgrad = group["amsgrad"]
         moments = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if amsgrad else [])
         states = self._lazy_state(params, moments)
-        update = adam_loop if self._impl(group, params) == "loop" else adam_foreach
+        impl = self._impl(group, params)
         beta1, beta2 = values["betas"]
+        if impl == "compiled":
+            options = dict(self.update_options)
+            nesterov = options.pop("nesterov", False)
+            scalars = dict(
+                lr=host(values["lr"]),
+                beta1=host(beta1),
+                beta2=host(beta2),
+                eps=host(values["eps"]),
+                weight_decay=host(values["weight_decay"]),
+                maximize=group["maximize"],
+                decoupled_weight_decay=group["decoupled_weight_decay"],
+                **options,
+            )
+            ADAM_KERNEL(
+                [
+                    [as_real(p) for p in params],
+                    [as_real(p.grad) for p in params],
+                    [as_real(s["exp_avg"]) for s in states],
+                    [as_real(s["exp_avg_sq"]) for s in states],
+                    [as_real(s["max_exp_avg_sq"]) for s in states] if amsgrad else None,
+                ],
+                step_rows([s["step"] for s in states], lambda t: adam_coefficients(t, **scalars)),
+                l2=scalars["weight_decay"] != 0 and not scalars["decoupled_weight_decay"],
+                nesterov=nesterov,
+            )
+            return
+        update = adam_loop if impl == "loop" else adam_foreach
         update(
             [as_real(p) for p in params],
             [as_real(p.grad) for p in params],

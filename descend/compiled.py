@@ -1,0 +1,167 @@
+"""Compiled updates: an algorithm's whole elementwise update in one pass over memory.
+
+An eager update makes several passes over each tensor (one per torch op), and an
+optimizer step is memory-bound, so each pass costs about as much as the arithmetic of the
+whole update. Each elementwise algorithm therefore also has a *kernel*: its update of one
+tensor written as tensor expressions of the parameter, its gradient and its state, with
+every number the update needs in a row of *coefficients*, a float64 tensor. The
+coefficients hold the hyperparameters and the step-dependent terms (bias corrections,
+say), computed on the host in float64 from the loop reference's own formulas.
+:class:`Kernel` compiles the kernel once per process with ``torch.compile`` (C++ on CPU,
+Triton on GPU), which fuses it into a single loop, and runs it on each tensor, or on each
+flat buffer (:mod:`descend.flat`) at once:
+
+- the coefficients are data, not constants of the compiled code, so a schedule that
+  changes the learning rate at every step never recompiles;
+- they are computed before the kernel runs, so it does no per-element scalar math (with
+  the bias corrections computed inside, a compiled Adam was compute-bound, at about twice
+  the time per element);
+- boolean options (AMSGrad, L2 weight decay, ...) are compiled in: each combination in
+  use is compiled once.
+
+Where compilation fails (no C++ compiler, an unsupported platform), the first call warns
+once and the kernel runs eagerly from then on: the same math, more passes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+COMPILE_MIN_NUMEL = 1 << 20
+"""``impl=None`` compiles a group's update only when its parameters hold at least this
+many elements: compiling takes seconds once per process, which smaller problems never
+earn back."""
+
+
+class Kernel:
+    """An elementwise update of one tensor, compiled on first use.
+
+    ``function(*tensors, coefficients, **flags)`` updates its tensors (parameter,
+    gradient, state, in that order; None for state an option leaves out) in place from
+    the float64 tensor ``coefficients``; ``flags`` are booleans compiled into the code.
+    """
+
+    def __init__(self, function: Callable[..., None]) -> None:
+        self.function = function
+        self.name = function.__name__
+        self._compiled: Callable[..., None] | None = None
+        self._eager = False
+
+    def __repr__(self) -> str:
+        state = "eager" if self._eager else "compiled" if self._compiled else "not compiled yet"
+        return f"Kernel({self.name}, {state})"
+
+    @property
+    def available(self) -> bool:
+        """False once compiling this kernel failed (and it runs eagerly)."""
+        return not self._eager
+
+    def __call__(
+        self,
+        tensors: Sequence[Sequence[Tensor] | None],
+        rows: Sequence[Sequence[float]],
+        **flags: bool,
+    ) -> None:
+        """Update ``tensors[k][i]`` for every tensor ``i`` with coefficients ``rows[i]``.
+
+        ``tensors`` are parallel lists (parameters, gradients, each state), None for a
+        state left out. The i-th tensors of the lists must have the same shape.
+        """
+        if not tensors[0]:
+            return
+        run = self._runner()
+        device = tensors[0][0].device
+        coefficients: dict[tuple[float, ...], Tensor] = {}
+        with torch.no_grad():
+            for i in range(len(tensors[0])):
+                row = tuple(rows[i])
+                c = coefficients.get(row)
+                if c is None:
+                    c = coefficients[row] = torch.tensor(row, dtype=torch.float64).to(device)
+                views = _one_dimensional([None if lst is None else lst[i] for lst in tensors])
+                run(*views, c, **flags)
+
+    def _runner(self) -> Callable[..., None]:
+        if self._eager or torch.compiler.is_compiling():
+            return self.function  # traced into the caller's graph, or the fallback
+        if self._compiled is None:
+            compiled = torch.compile(self.function, dynamic=True)
+
+            def first_call(*args: Any, **flags: bool) -> None:
+                if self._eager:  # an earlier tensor of this step found compiling broken
+                    self.function(*args, **flags)
+                    return
+                try:
+                    compiled(*args, **flags)
+                except Exception as error:  # compilation failed: no compiler, say
+                    self._eager = True
+                    warnings.warn(
+                        f"descend could not compile {self.name} ({type(error).__name__}: "
+                        f"{_first_line(error)}); its updates run eagerly from now on",
+                        RuntimeWarning,
+                        stacklevel=5,
+                    )
+                    self.function(*args, **flags)
+                    return
+                self._compiled = compiled
+
+            return first_call
+        return self._compiled
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _one_dimensional(tensors: list[Tensor | None]) -> list[Tensor | None]:
+    """The tensors as 1-D views over the same memory when they are all dense with the
+    same strides (contiguous, channels-last, ...), so that one compiled loop serves every
+    shape; otherwise as they are. (Called under ``torch.no_grad``: the views are not
+    recorded by autograd.)"""
+    present = [t for t in tensors if t is not None]
+    strides = present[0].stride()
+    if any(t.stride() != strides for t in present):
+        return tensors
+    if present[0].is_contiguous():
+        return [None if t is None else t.view(-1) for t in tensors]
+    if _dense(present[0]):
+        numel = present[0].numel()
+        return [None if t is None else t.as_strided((numel,), (1,)) for t in tensors]
+    return tensors
+
+
+def _dense(tensor: Tensor) -> bool:
+    """Whether the tensor's elements fill a block of memory with no gaps or overlaps
+    (so a 1-D view with stride 1 from its start covers exactly them)."""
+    if tensor.is_contiguous():
+        return True
+    expected = 1
+    for size, stride in sorted(zip(tensor.shape, tensor.stride()), key=lambda item: item[1]):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def step_rows(
+    steps: Sequence[Tensor], row: Callable[[float], Sequence[float]]
+) -> list[tuple[float, ...]]:
+    """Advance each parameter's step count by one, as the loop reference does, and return
+    ``row(step)`` for each: one call per distinct step."""
+    if not steps:
+        return []
+    torch._foreach_add_(list(steps), 1)
+    counts = [step.item() for step in steps]
+    rows: dict[float, tuple[float, ...]] = {}
+    return [rows.get(t) or rows.setdefault(t, tuple(map(float, row(t)))) for t in counts]
+
+
+def host(value: Any) -> float:
+    """A hyperparameter as a Python float (it may be a one-element tensor)."""
+    return float(value.item() if isinstance(value, Tensor) else value)
