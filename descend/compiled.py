@@ -49,11 +49,11 @@ class Kernel:
     def __init__(self, function: Callable[..., None]) -> None:
         self.function = function
         self.name = function.__name__
-        self._compiled: Callable[..., None] | None = None
+        self._compiled: dict[tuple, Callable[..., None]] = {}
         self._eager = False
 
     def __repr__(self) -> str:
-        state = "eager" if self._eager else "compiled" if self._compiled else "not compiled yet"
+        state = "eager" if self._eager else f"{len(self._compiled)} compiled"
         return f"Kernel({self.name}, {state})"
 
     @property
@@ -70,48 +70,67 @@ class Kernel:
         """Update ``tensors[k][i]`` for every tensor ``i`` with coefficients ``rows[i]``.
 
         ``tensors`` are parallel lists (parameters, gradients, each state), None for a
-        state left out. The i-th tensors of the lists must have the same shape.
+        state left out. The i-th tensors of the lists must have the same shape. While
+        torch.compile traces the caller, the kernel is traced into the caller's graph;
+        a tensor of one element runs it eagerly (torch.compile would compile a variant
+        just for that size).
         """
         if not tensors[0]:
             return
-        run = self._runner()
-        device = tensors[0][0].device
+        first = tensors[0][0]
+        key = (first.dtype, first.device.type, *sorted(flags.items()))
+        eager = self._eager or torch.compiler.is_compiling()
         coefficients: dict[tuple[float, ...], Tensor] = {}
         with torch.no_grad():
             for i in range(len(tensors[0])):
                 row = tuple(rows[i])
                 c = coefficients.get(row)
                 if c is None:
-                    c = coefficients[row] = torch.tensor(row, dtype=torch.float64).to(device)
+                    c = coefficients[row] = torch.tensor(row, dtype=torch.float64).to(first.device)
                 views = _one_dimensional([None if lst is None else lst[i] for lst in tensors])
-                run(*views, c, **flags)
+                if eager or views[0].numel() <= 1:
+                    self.function(*views, c, **flags)
+                else:
+                    eager = not self._run(key, views, c, flags)
 
-    def _runner(self) -> Callable[..., None]:
-        if self._eager or torch.compiler.is_compiling():
-            return self.function  # traced into the caller's graph, or the fallback
-        if self._compiled is None:
-            compiled = torch.compile(self.function, dynamic=True)
+    def _run(self, key: tuple, views: list, c: Tensor, flags: dict[str, bool]) -> bool:
+        """Run the compiled kernel for ``key``, compiling it first if needed; on failure
+        warn, run eagerly, and return False."""
+        compiled = self._compiled.get(key)
+        if compiled is not None:
+            compiled(*views, c, **flags)
+            return True
+        try:
+            compiled = torch.compile(_entry_point(self.function, len(self._compiled)), dynamic=True)
+            compiled(*views, c, **flags)
+        except Exception as error:  # compilation failed: no compiler, say
+            self._eager = True
+            warnings.warn(
+                f"descend could not compile {self.name} ({type(error).__name__}: "
+                f"{_first_line(error)}); its updates run eagerly from now on",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self.function(*views, c, **flags)
+            return False
+        self._compiled[key] = compiled
+        return True
 
-            def first_call(*args: Any, **flags: bool) -> None:
-                if self._eager:  # an earlier tensor of this step found compiling broken
-                    self.function(*args, **flags)
-                    return
-                try:
-                    compiled(*args, **flags)
-                except Exception as error:  # compilation failed: no compiler, say
-                    self._eager = True
-                    warnings.warn(
-                        f"descend could not compile {self.name} ({type(error).__name__}: "
-                        f"{_first_line(error)}); its updates run eagerly from now on",
-                        RuntimeWarning,
-                        stacklevel=5,
-                    )
-                    self.function(*args, **flags)
-                    return
-                self._compiled = compiled
 
-            return first_call
-        return self._compiled
+def _entry_point(function: Callable[..., None], number: int) -> Callable[..., None]:
+    """A new function that calls ``function``, for one dtype, device and set of flags.
+
+    torch.compile keeps a function's compiled variants with its code object, and stops
+    compiling new ones after ``torch._dynamo.config.recompile_limit`` (8) of them, running
+    the function eagerly from then on. Each entry point has its own code object, so each
+    holds one or two variants however many dtypes and flags a process uses.
+    """
+
+    def entry(*args: Any, **flags: bool) -> None:
+        function(*args, **flags)
+
+    entry.__code__ = entry.__code__.replace(co_name=f"{function.__name__}_{number}")
+    return entry
 
 
 def _first_line(error: Exception) -> str:
@@ -122,18 +141,19 @@ def _first_line(error: Exception) -> str:
 def _one_dimensional(tensors: list[Tensor | None]) -> list[Tensor | None]:
     """The tensors as 1-D views over the same memory when they are all dense with the
     same strides (contiguous, channels-last, ...), so that one compiled loop serves every
-    shape; otherwise as they are. (Called under ``torch.no_grad``: the views are not
-    recorded by autograd.)"""
+    shape; otherwise as they are. Detached: a parameter's view would require grad, and
+    torch.compile would compile another variant for it."""
     present = [t for t in tensors if t is not None]
     strides = present[0].stride()
+    detached = [None if t is None else t.detach() for t in tensors]
     if any(t.stride() != strides for t in present):
-        return tensors
+        return detached
     if present[0].is_contiguous():
-        return [None if t is None else t.view(-1) for t in tensors]
+        return [None if t is None else t.view(-1) for t in detached]
     if _dense(present[0]):
         numel = present[0].numel()
-        return [None if t is None else t.as_strided((numel,), (1,)) for t in tensors]
-    return tensors
+        return [None if t is None else t.as_strided((numel,), (1,)) for t in detached]
+    return detached
 
 
 def _dense(tensor: Tensor) -> bool:

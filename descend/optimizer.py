@@ -16,7 +16,7 @@ What the base adds:
   ``impl="foreach"`` (multi-tensor) or, for elementwise algorithms, ``impl="compiled"``
   (the whole update fused into one pass by torch.compile, :mod:`descend.compiled`);
   torch's ``foreach=``/``fused=`` keywords are accepted and translated (``fused=True``
-  means ``"compiled"``), so descend is a drop-in.
+  leaves the choice to descend), so descend is a drop-in.
 - **Mixed precision.** ``torch.amp.GradScaler`` hands a descend optimizer the scale and
   the inf/NaN flag (``_step_supports_amp_scaling``); the step unscales the gradients
   itself, or is skipped, and ``steps_taken``/``steps_skipped`` count which happened.
@@ -287,8 +287,8 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
             )
         if foreach and fused:
             raise ValueError(f"{where}foreach=True and fused=True cannot be used together")
-        if fused:  # descend's own fused kernel where it has one, else the fastest path
-            wanted = "compiled" if "compiled" in self.impls else None
+        if fused:
+            wanted = None  # the fastest implementation descend has
         elif foreach is None:
             wanted = None
         else:

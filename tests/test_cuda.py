@@ -64,3 +64,28 @@ def test_averaging_on_cuda_swa_exact_ema_equal_torch_and_a_cpu_copy_swaps_in():
             assert torch.equal(p.cpu(), c)
     for p, saved in zip(model.parameters(), live):
         assert torch.equal(p, saved)
+
+
+@pytest.mark.parametrize("impl", ["compiled", None])
+def test_flat_buffers_on_cuda_match_the_loop(impl):
+    import descend
+    from tests.test_flat import CASES
+
+    for cls, options in CASES:
+        models = []
+        for flat in (False, True):
+            torch.manual_seed(0)
+            model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 8))
+            model = model.double().cuda()
+            if flat:
+                descend.flatten(model)
+            optimizer = cls(model.parameters(), impl=impl if flat else "loop", **options)
+            generator = torch.Generator(device="cuda").manual_seed(1)
+            for _ in range(5):
+                optimizer.zero_grad(set_to_none=False)
+                x = torch.randn(16, 64, device="cuda", dtype=torch.float64, generator=generator)
+                model(x).square().mean().backward()
+                optimizer.step()
+            models.append(model)
+        for p, q in zip(models[0].parameters(), models[1].parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-12, atol=1e-14, msg=cls.__name__)

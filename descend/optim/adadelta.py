@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from descend.compiled import Kernel, host, step_rows
 from descend.hyperparams import Rule, nonnegative
 from descend.optimizer import (
     Optimizer,
@@ -86,6 +87,40 @@ def adadelta_foreach(
     foreach_add_scaled_(params, deltas, -lr)
 
 
+def adadelta_kernel(
+    param: Tensor,
+    grad: Tensor,
+    square_avg: Tensor,
+    acc_delta: Tensor,
+    c: Tensor,
+    *,
+    l2: bool,
+) -> None:
+    """Adadelta on one tensor in one pass (see :mod:`descend.compiled`), with the
+    coefficients of :func:`adadelta_coefficients`: the math of :func:`adadelta_loop`."""
+    sign, weight_decay, rho, one_minus_rho, eps, neg_lr = c[0], c[1], c[2], c[3], c[4], c[5]
+    grad = grad * sign
+    if l2:
+        grad = grad + weight_decay * param
+    v = square_avg * rho + one_minus_rho * grad * grad
+    grad_rms = (v + eps).sqrt()
+    delta = (acc_delta + eps).sqrt() / grad_rms * grad
+    u = acc_delta * rho + one_minus_rho * delta * delta
+    param.copy_(param + neg_lr * delta)
+    square_avg.copy_(v)
+    acc_delta.copy_(u)
+
+
+def adadelta_coefficients(
+    *, lr: float, rho: float, eps: float, weight_decay: float, maximize: bool
+) -> tuple[float, ...]:
+    """The coefficient row of :func:`adadelta_kernel` (the same at every step)."""
+    return (-1.0 if maximize else 1.0, weight_decay, rho, 1 - rho, eps, -lr)
+
+
+ADADELTA_KERNEL = Kernel(adadelta_kernel)
+
+
 class Adadelta(Optimizer):
     r"""Adadelta (Zeiler, 2012); a drop-in for torch's Adadelta.
 
@@ -108,8 +143,8 @@ class Adadelta(Optimizer):
         foreach, capturable, differentiable: torch.optim's keywords, translated to
             ``impl``; ``capturable`` has no effect.
         maximize: ascend the objective instead of descending it.
-        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
-            None picks the fastest.
+        impl: ``"loop"`` (per tensor, the reference), ``"foreach"`` (multi-tensor) or
+            ``"compiled"`` (one fused pass per tensor); None picks the fastest.
 
     Every number above may also be a schedule, a one-element tensor or a sequence of
     per-step values (see :mod:`descend.hyperparams`). State per parameter: ``step``,
@@ -123,6 +158,8 @@ class Adadelta(Optimizer):
     """
 
     flat_update = True
+    impls = ("loop", "foreach", "compiled")
+    compiled_kernel = ADADELTA_KERNEL
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
@@ -163,7 +200,28 @@ class Adadelta(Optimizer):
 
     def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
         states = self._lazy_state(params, ("square_avg", "acc_delta"))
-        update = adadelta_loop if self._impl(group, params) == "loop" else adadelta_foreach
+        impl = self._impl(group, params)
+        if impl == "compiled":
+            weight_decay = host(values["weight_decay"])
+            row = adadelta_coefficients(
+                lr=host(values["lr"]),
+                rho=host(values["rho"]),
+                eps=host(values["eps"]),
+                weight_decay=weight_decay,
+                maximize=group["maximize"],
+            )
+            ADADELTA_KERNEL(
+                [
+                    [as_real(p) for p in params],
+                    [as_real(p.grad) for p in params],
+                    [as_real(s["square_avg"]) for s in states],
+                    [as_real(s["acc_delta"]) for s in states],
+                ],
+                step_rows([s["step"] for s in states], lambda t: row),
+                l2=weight_decay != 0,
+            )
+            return
+        update = adadelta_loop if impl == "loop" else adadelta_foreach
         update(
             [as_real(p) for p in params],
             [as_real(p.grad) for p in params],

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from descend.compiled import Kernel, host, step_rows
 from descend.hyperparams import Rule, nonnegative
 from descend.optimizer import (
     Optimizer,
@@ -141,6 +142,48 @@ def adagrad_foreach(
     foreach_addcdiv_(params, grads, denoms, rates)
 
 
+def adagrad_kernel(
+    param: Tensor,
+    grad: Tensor,
+    state_sum: Tensor,
+    c: Tensor,
+    *,
+    l2: bool,
+) -> None:
+    """Adagrad on one dense tensor in one pass (see :mod:`descend.compiled`), with the
+    coefficients of :func:`adagrad_coefficients`: the math of :func:`adagrad_loop` (with
+    ``update_sum`` and without ``eps_in_sqrt``)."""
+    sign, weight_decay, eps, step_size = c[0], c[1], c[2], c[3]
+    grad = grad * sign
+    if l2:
+        grad = grad + param * weight_decay
+    total = state_sum + grad * grad
+    param.copy_(param + step_size * (grad / (total.sqrt() + eps)))
+    state_sum.copy_(total)
+
+
+def adagrad_coefficients(
+    step: float,
+    *,
+    lr: float,
+    lr_decay: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+) -> tuple[float, ...]:
+    """The coefficient row of :func:`adagrad_kernel` at ``step`` (counted from 1): the
+    decayed learning rate is computed here, on the host."""
+    return (
+        -1.0 if maximize else 1.0,
+        weight_decay,
+        eps,
+        -lr / (1 + (step - 1) * lr_decay),
+    )
+
+
+ADAGRAD_KERNEL = Kernel(adagrad_kernel)
+
+
 class Adagrad(Optimizer):
     r"""Adagrad (Duchi, Hazan & Singer, 2011); a drop-in for torch's Adagrad.
 
@@ -188,6 +231,8 @@ class Adagrad(Optimizer):
     """
 
     flat_update = True
+    impls = ("loop", "foreach", "compiled")
+    compiled_kernel = ADAGRAD_KERNEL
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
@@ -264,8 +309,30 @@ class Adagrad(Optimizer):
         for param in params:  # parameters of groups added after construction start here
             self._init_state(param, values["initial_accumulator_value"])
         states = [self.state[p] for p in params]
+        impl = self._impl(group, params)
+        if impl == "compiled":  # never with sparse gradients: those take the loop
+            scalars = dict(
+                lr=host(values["lr"]),
+                lr_decay=host(values["lr_decay"]),
+                weight_decay=host(values["weight_decay"]),
+                eps=host(values["eps"]),
+                maximize=group["maximize"],
+            )
+            ADAGRAD_KERNEL(
+                [
+                    [as_real(p) for p in params],
+                    [as_real(p.grad) for p in params],
+                    [as_real(state["sum"]) for state in states],
+                ],
+                step_rows(
+                    [state["step"] for state in states],
+                    lambda t: adagrad_coefficients(t, **scalars),
+                ),
+                l2=scalars["weight_decay"] != 0,
+            )
+            return
         sparse = [p.grad.is_sparse for p in params]
-        update = adagrad_loop if self._impl(group, params) == "loop" else adagrad_foreach
+        update = adagrad_loop if impl == "loop" else adagrad_foreach
         update(
             [_real_unless(s, p) for s, p in zip(sparse, params)],
             [_real_unless(s, p.grad) for s, p in zip(sparse, params)],

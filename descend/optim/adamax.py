@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from descend.compiled import Kernel, host, step_rows
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
 from descend.optimizer import (
     Optimizer,
@@ -91,6 +92,58 @@ def adamax_foreach(
     foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
 
 
+def adamax_kernel(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_inf: Tensor,
+    c: Tensor,
+    *,
+    l2: bool,
+) -> None:
+    """Adamax on one tensor in one pass (see :mod:`descend.compiled`), with the
+    coefficients of :func:`adamax_coefficients`: the math of :func:`adamax_loop`.
+
+    ``eps`` is added to :math:`|g_t|` inside the maximum and ``denominator_eps`` to the
+    denominator: one of them is 0, which adds nothing."""
+    sign, weight_decay, one_minus_beta1, beta2 = c[0], c[1], c[2], c[3]
+    eps, denominator_eps, step_size = c[4], c[5], c[6]
+    grad = grad * sign
+    if l2:
+        grad = grad + param * weight_decay
+    m = exp_avg + (grad - exp_avg) * one_minus_beta1
+    u = torch.maximum(exp_inf * beta2, grad.abs() + eps)
+    param.copy_(param + step_size * (m / (u + denominator_eps)))
+    exp_avg.copy_(m)
+    exp_inf.copy_(u)
+
+
+def adamax_coefficients(
+    step: float,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+    eps_in_denominator: bool = False,
+) -> tuple[float, ...]:
+    """The coefficient row of :func:`adamax_kernel` at ``step`` (counted from 1)."""
+    return (
+        -1.0 if maximize else 1.0,
+        weight_decay,
+        1 - beta1,
+        beta2,
+        0.0 if eps_in_denominator else eps,
+        eps if eps_in_denominator else 0.0,
+        -lr / (1 - beta1**step),
+    )
+
+
+ADAMAX_KERNEL = Kernel(adamax_kernel)
+
+
 class Adamax(Optimizer):
     r"""Adamax (Kingma & Ba, 2015, section 7.1); a drop-in for torch's Adamax.
 
@@ -128,6 +181,8 @@ class Adamax(Optimizer):
     """
 
     flat_update = True
+    impls = ("loop", "foreach", "compiled")
+    compiled_kernel = ADAMAX_KERNEL
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
@@ -168,8 +223,29 @@ class Adamax(Optimizer):
 
     def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
         states = self._lazy_state(params, ("exp_avg", "exp_inf"))
-        update = adamax_loop if self._impl(group, params) == "loop" else adamax_foreach
+        impl = self._impl(group, params)
         beta1, beta2 = values["betas"]
+        if impl == "compiled":
+            scalars = dict(
+                lr=host(values["lr"]),
+                beta1=host(beta1),
+                beta2=host(beta2),
+                eps=host(values["eps"]),
+                weight_decay=host(values["weight_decay"]),
+                maximize=group["maximize"],
+            )
+            ADAMAX_KERNEL(
+                [
+                    [as_real(p) for p in params],
+                    [as_real(p.grad) for p in params],
+                    [as_real(s["exp_avg"]) for s in states],
+                    [as_real(s["exp_inf"]) for s in states],
+                ],
+                step_rows([s["step"] for s in states], lambda t: adamax_coefficients(t, **scalars)),
+                l2=scalars["weight_decay"] != 0,
+            )
+            return
+        update = adamax_loop if impl == "loop" else adamax_foreach
         update(
             [as_real(p) for p in params],
             [as_real(p.grad) for p in params],

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from descend.compiled import Kernel, host
 from descend.hyperparams import Rule, any_real, nonnegative
 from descend.optimizer import Optimizer, as_real, per_device_and_dtype, scalar_dtype
 
@@ -118,6 +119,44 @@ def asgd_foreach(
         mu.fill_(next_mu)
 
 
+def asgd_kernel(param: Tensor, grad: Tensor, ax: Tensor, c: Tensor, *, l2: bool) -> None:
+    """ASGD on one tensor in one pass (see :mod:`descend.compiled`), with the coefficients
+    of :func:`asgd_coefficients`: the math of :func:`asgd_loop`. Where the averaging
+    weight is 1 the average becomes a copy of the parameter, as there."""
+    sign, weight_decay, decay, neg_eta, mu = c[0], c[1], c[2], c[3], c[4]
+    grad = grad * sign
+    if l2:
+        grad = grad + weight_decay * param
+    new_param = param * decay + neg_eta * grad
+    average = torch.where(mu == 1, new_param, ax + (new_param - ax) * mu)
+    param.copy_(new_param)
+    ax.copy_(average)
+
+
+def asgd_coefficients(
+    eta: float, mu: float, *, lambd: float, weight_decay: float, maximize: bool
+) -> tuple[float, ...]:
+    """The coefficient row of :func:`asgd_kernel` for a step with step size ``eta`` and
+    averaging weight ``mu`` (the values of the state's ``eta`` and ``mu``)."""
+    return (-1.0 if maximize else 1.0, weight_decay, 1 - lambd * eta, -eta, mu)
+
+
+ASGD_KERNEL = Kernel(asgd_kernel)
+
+
+def _host_values(tensors: list[Tensor]) -> list[float]:
+    """The values of 0-d tensors as Python floats, with one transfer per device."""
+    by_device: dict[torch.device, list[int]] = {}
+    for i, tensor in enumerate(tensors):
+        by_device.setdefault(tensor.device, []).append(i)
+    values = [0.0] * len(tensors)
+    for indices in by_device.values():
+        # stacking promotes mixed float dtypes to the widest, exactly
+        for i, value in zip(indices, torch.stack([tensors[i] for i in indices]).tolist()):
+            values[i] = value
+    return values
+
+
 class ASGD(Optimizer):
     r"""Averaged SGD (Polyak & Juditsky, 1992); a drop-in for torch's ASGD.
 
@@ -145,8 +184,8 @@ class ASGD(Optimizer):
         foreach, maximize, differentiable, capturable: as in torch (positional there
             too); ``foreach``/``differentiable`` translate to ``impl``, ``capturable`` has
             no effect.
-        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
-            None picks the fastest.
+        impl: ``"loop"`` (per tensor, the reference), ``"foreach"`` (multi-tensor) or
+            ``"compiled"`` (one fused pass per tensor); None picks the fastest.
 
     Every number above may also be a schedule, a one-element tensor or a sequence of
     per-step values (see :mod:`descend.hyperparams`); ``lambd``, ``alpha`` and ``t0`` take
@@ -173,6 +212,8 @@ class ASGD(Optimizer):
     """
 
     flat_update = True
+    impls = ("loop", "foreach", "compiled")
+    compiled_kernel = ASGD_KERNEL
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
@@ -256,7 +297,11 @@ class ASGD(Optimizer):
             if "ax" not in state:
                 state["ax"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         states = [self.state[p] for p in params]
-        update = asgd_loop if self._impl(group, params) == "loop" else asgd_foreach
+        impl = self._impl(group, params)
+        if impl == "compiled":
+            self._update_compiled(group, values, params, states)
+            return
+        update = asgd_loop if impl == "loop" else asgd_foreach
         update(
             [as_real(p) for p in params],
             [as_real(p.grad) for p in params],
@@ -271,3 +316,41 @@ class ASGD(Optimizer):
             weight_decay=values["weight_decay"],
             maximize=group["maximize"],
         )
+
+    def _update_compiled(
+        self, group: dict[str, Any], values: dict, params: list[Tensor], states: list[dict]
+    ) -> None:
+        """``impl="compiled"``: as :func:`asgd_loop`, the step counts advance, each
+        parameter's step uses the ``eta`` and ``mu`` in its state (read on the host, one
+        transfer per device) and these are replaced by the next step's."""
+        schedule = {k: host(values[k]) for k in ("lr", "lambd", "alpha", "t0")}
+        weight_decay = host(values["weight_decay"])
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        numbers = _host_values(steps + [s["eta"] for s in states] + [s["mu"] for s in states])
+        n = len(states)
+        counts, etas, mus = numbers[:n], numbers[n : 2 * n], numbers[2 * n :]
+        # real numbers: _prepare has checked them
+        nexts = [_next_eta_and_mu(t, **schedule) for t in counts]
+        rows = [
+            asgd_coefficients(
+                eta,
+                mu,
+                lambd=schedule["lambd"],
+                weight_decay=weight_decay,
+                maximize=group["maximize"],
+            )
+            for eta, mu in zip(etas, mus)
+        ]
+        ASGD_KERNEL(
+            [
+                [as_real(p) for p in params],
+                [as_real(p.grad) for p in params],
+                [as_real(s["ax"]) for s in states],
+            ],
+            rows,
+            l2=weight_decay != 0,
+        )
+        for state, (eta, mu) in zip(states, nexts):
+            state["eta"].fill_(eta)
+            state["mu"].fill_(mu)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from descend.compiled import Kernel, host
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
 from descend.optimizer import (
     Optimizer,
@@ -155,6 +157,66 @@ def nadam_foreach(
     foreach_addcdiv_(params, exp_avgs, denoms, avg_scales)
 
 
+def nadam_kernel(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    c: Tensor,
+    *,
+    l2: bool,
+) -> None:
+    """NAdam on one tensor in one pass (see :mod:`descend.compiled`), with the coefficients
+    of :func:`nadam_coefficients`: the math of :func:`nadam_loop`."""
+    sign, decay, weight_decay, one_minus_beta1 = c[0], c[1], c[2], c[3]
+    beta2, one_minus_beta2, correction2 = c[4], c[5], c[6]
+    eps, grad_scale, avg_scale = c[7], c[8], c[9]
+    grad = grad * sign
+    param_in = param * decay
+    if l2:
+        grad = grad + param_in * weight_decay
+    m = exp_avg + (grad - exp_avg) * one_minus_beta1
+    v = exp_avg_sq * beta2 + grad * grad * one_minus_beta2
+    denom = v.sqrt() / correction2 + eps
+    param.copy_(param_in + grad_scale * grad / denom + avg_scale * m / denom)
+    exp_avg.copy_(m)
+    exp_avg_sq.copy_(v)
+
+
+def nadam_coefficients(
+    step: float,
+    mu: float,
+    mu_next: float,
+    product: float,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+    decoupled_weight_decay: bool,
+) -> tuple[float, ...]:
+    r"""The coefficient row of :func:`nadam_kernel` at ``step`` (counted from 1), with the
+    momentum coefficients :math:`\mu_t`, :math:`\mu_{t+1}` and the running product
+    :math:`P_t` of :func:`_advance_products`."""
+    return (
+        -1.0 if maximize else 1.0,
+        1 - lr * weight_decay if decoupled_weight_decay else 1.0,
+        weight_decay,
+        1 - beta1,
+        beta2,
+        1 - beta2,
+        math.sqrt(1 - beta2**step),
+        eps,
+        -lr * (1 - mu) / (1 - product),
+        -lr * mu_next / (1 - product * mu_next),
+    )
+
+
+NADAM_KERNEL = Kernel(nadam_kernel)
+
+
 class NAdam(Optimizer):
     r"""NAdam (Dozat, 2016): Adam with Nesterov momentum; a drop-in for torch's NAdam.
 
@@ -185,8 +247,8 @@ class NAdam(Optimizer):
         maximize: ascend the objective instead of descending it.
         foreach, capturable, differentiable: torch's keywords, translated to ``impl``;
             ``capturable`` has no effect.
-        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
-            None picks the fastest.
+        impl: ``"loop"`` (per tensor, the reference), ``"foreach"`` (multi-tensor) or
+            ``"compiled"`` (one fused pass per tensor); None picks the fastest.
 
     Every number above may also be a schedule, a one-element tensor or a sequence of
     per-step values (see :mod:`descend.hyperparams`); a scheduled :math:`\beta_1` or
@@ -204,6 +266,8 @@ class NAdam(Optimizer):
     """
 
     flat_update = True
+    impls = ("loop", "foreach", "compiled")
+    compiled_kernel = NADAM_KERNEL
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
@@ -260,8 +324,12 @@ class NAdam(Optimizer):
         for state in states:
             if "mu_product" not in state:
                 state["mu_product"] = torch.tensor(1.0, dtype=scalar_dtype())
-        update = nadam_loop if self._impl(group, params) == "loop" else nadam_foreach
+        impl = self._impl(group, params)
         beta1, beta2 = values["betas"]
+        if impl == "compiled":
+            self._compiled_update(group, values, params, states)
+            return
+        update = nadam_loop if impl == "loop" else nadam_foreach
         update(
             [as_real(p) for p in params],
             [as_real(p.grad) for p in params],
@@ -277,4 +345,39 @@ class NAdam(Optimizer):
             momentum_decay=values["momentum_decay"],
             maximize=group["maximize"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
+        )
+
+    def _compiled_update(
+        self, group: dict[str, Any], values: dict, params: list[Tensor], states: list[dict]
+    ) -> None:
+        """``impl="compiled"``: the step counts and momentum products advance on the host
+        as in :func:`nadam_loop`, then :data:`NADAM_KERNEL` updates each tensor."""
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        counts = [step.item() for step in steps]
+        beta1, beta2 = (host(beta) for beta in values["betas"])
+        mus, mu_nexts, products = _advance_products(
+            [s["mu_product"] for s in states], counts, beta1, host(values["momentum_decay"])
+        )
+        scalars = dict(
+            lr=host(values["lr"]),
+            beta1=beta1,
+            beta2=beta2,
+            eps=host(values["eps"]),
+            weight_decay=host(values["weight_decay"]),
+            maximize=group["maximize"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+        )
+        NADAM_KERNEL(
+            [
+                [as_real(p) for p in params],
+                [as_real(p.grad) for p in params],
+                [as_real(s["exp_avg"]) for s in states],
+                [as_real(s["exp_avg_sq"]) for s in states],
+            ],
+            [
+                nadam_coefficients(t, mu, nxt, prod, **scalars)
+                for t, mu, nxt, prod in zip(counts, mus, mu_nexts, products)
+            ],
+            l2=scalars["weight_decay"] != 0 and not scalars["decoupled_weight_decay"],
         )

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from descend.compiled import Kernel, host
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
 from descend.optimizer import Optimizer, as_real, foreach_l2_grads, per_device_and_dtype
 
@@ -115,6 +116,69 @@ def radam_foreach(
         )
 
 
+def radam_kernel(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    c: Tensor,
+    *,
+    l2: bool,
+    rectified: bool,
+) -> None:
+    """RAdam on one tensor in one pass (see :mod:`descend.compiled`), with the coefficients
+    of :func:`radam_coefficients`: the math of :func:`radam_loop`. ``rectified`` (decided
+    on the host from the step) takes the adaptive step, else plain momentum."""
+    sign, decay, weight_decay, one_minus_beta1 = c[0], c[1], c[2], c[3]
+    beta2, one_minus_beta2, eps, step_size = c[4], c[5], c[6], c[7]
+    grad = grad * sign
+    param_in = param * decay
+    if l2:
+        grad = grad + param_in * weight_decay
+    m = exp_avg + (grad - exp_avg) * one_minus_beta1
+    v = exp_avg_sq * beta2 + grad * grad * one_minus_beta2
+    if rectified:
+        param.copy_(param_in + step_size * m / (v.sqrt() + eps))
+    else:
+        param.copy_(param_in + step_size * m)
+    exp_avg.copy_(m)
+    exp_avg_sq.copy_(v)
+
+
+def radam_coefficients(
+    step: float,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+    decoupled_weight_decay: bool,
+) -> tuple[float, ...]:
+    """The coefficient row of :func:`radam_kernel` at ``step`` (counted from 1); the
+    kernel's ``rectified`` is whether :func:`rectification` is not None at that step."""
+    momentum_scale = lr / (1 - beta1**step)
+    rect = rectification(beta2, step)
+    if rect is None:
+        step_size = -momentum_scale
+    else:
+        step_size = -(momentum_scale * rect * math.sqrt(1 - beta2**step))
+    return (
+        -1.0 if maximize else 1.0,
+        1 - lr * weight_decay if decoupled_weight_decay else 1.0,
+        weight_decay,
+        1 - beta1,
+        beta2,
+        1 - beta2,
+        eps,
+        step_size,
+    )
+
+
+RADAM_KERNEL = Kernel(radam_kernel)
+
+
 class RAdam(Optimizer):
     r"""RAdam (Liu et al., 2020): rectified Adam; a drop-in for torch's RAdam.
 
@@ -145,8 +209,8 @@ class RAdam(Optimizer):
         maximize: ascend the objective instead of descending it.
         foreach, capturable, differentiable: torch's keywords, translated to ``impl``;
             ``capturable`` has no effect.
-        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
-            None picks the fastest.
+        impl: ``"loop"`` (per tensor, the reference), ``"foreach"`` (multi-tensor) or
+            ``"compiled"`` (one fused pass per tensor); None picks the fastest.
 
     Every number above may also be a schedule, a one-element tensor or a sequence of
     per-step values (see :mod:`descend.hyperparams`); :math:`\rho_t` uses the
@@ -164,6 +228,8 @@ class RAdam(Optimizer):
     """
 
     flat_update = True
+    impls = ("loop", "foreach", "compiled")
+    compiled_kernel = RADAM_KERNEL
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
@@ -205,8 +271,12 @@ class RAdam(Optimizer):
 
     def _update(self, group: dict[str, Any], values: dict, params: list[Tensor]) -> None:
         states = self._lazy_state(params, ("exp_avg", "exp_avg_sq"))
-        update = radam_loop if self._impl(group, params) == "loop" else radam_foreach
+        impl = self._impl(group, params)
         beta1, beta2 = values["betas"]
+        if impl == "compiled":
+            self._compiled_update(group, values, params, states)
+            return
+        update = radam_loop if impl == "loop" else radam_foreach
         update(
             [as_real(p) for p in params],
             [as_real(p.grad) for p in params],
@@ -221,3 +291,42 @@ class RAdam(Optimizer):
             maximize=group["maximize"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
         )
+
+    def _compiled_update(
+        self, group: dict[str, Any], values: dict, params: list[Tensor], states: list[dict]
+    ) -> None:
+        """``impl="compiled"``: :data:`RADAM_KERNEL` on the tensors whose step is rectified
+        and, separately, on those whose step is not (the steps advance here, on the host,
+        as in :func:`radam_loop`)."""
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        counts = [step.item() for step in steps]
+        beta1, beta2 = (host(beta) for beta in values["betas"])
+        scalars = dict(
+            lr=host(values["lr"]),
+            beta1=beta1,
+            beta2=beta2,
+            eps=host(values["eps"]),
+            weight_decay=host(values["weight_decay"]),
+            maximize=group["maximize"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+        )
+        l2 = scalars["weight_decay"] != 0 and not scalars["decoupled_weight_decay"]
+        rows: dict[float, tuple[float, ...]] = {}
+        batches: dict[bool, list[int]] = {}
+        for i, t in enumerate(counts):
+            if t not in rows:
+                rows[t] = radam_coefficients(t, **scalars)
+            batches.setdefault(rectification(beta2, t) is not None, []).append(i)
+        for rectified, indices in batches.items():
+            RADAM_KERNEL(
+                [
+                    [as_real(params[i]) for i in indices],
+                    [as_real(params[i].grad) for i in indices],
+                    [as_real(states[i]["exp_avg"]) for i in indices],
+                    [as_real(states[i]["exp_avg_sq"]) for i in indices],
+                ],
+                [rows[counts[i]] for i in indices],
+                l2=l2,
+                rectified=rectified,
+            )

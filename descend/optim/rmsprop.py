@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from descend.compiled import Kernel, host, step_rows
 from descend.hyperparams import Rule, nonnegative
 from descend.optimizer import (
     Optimizer,
@@ -125,6 +126,56 @@ def rmsprop_foreach(
         foreach_addcdiv_(params, grads, denoms, -lr)
 
 
+def rmsprop_kernel(
+    param: Tensor,
+    grad: Tensor,
+    square_avg: Tensor,
+    grad_avg: Tensor | None,
+    momentum_buffer: Tensor | None,
+    c: Tensor,
+    *,
+    l2: bool,
+) -> None:
+    """RMSprop on one tensor in one pass (see :mod:`descend.compiled`), with the
+    coefficients of :func:`rmsprop_coefficients`: the math of :func:`rmsprop_loop` (torch's
+    RMSprop). ``grad_avg`` is given when centered, ``momentum_buffer`` with momentum."""
+    sign, weight_decay, alpha, one_minus_alpha = c[0], c[1], c[2], c[3]
+    eps, momentum, step_size = c[4], c[5], c[6]
+    grad = grad * sign
+    if l2:
+        grad = grad + param * weight_decay
+    v = square_avg * alpha + grad * grad * one_minus_alpha
+    if grad_avg is not None:
+        mean = grad_avg + (grad - grad_avg) * one_minus_alpha
+        denom = (v - mean * mean).sqrt() + eps
+        grad_avg.copy_(mean)
+    else:
+        denom = v.sqrt() + eps
+    if momentum_buffer is not None:
+        buf = momentum_buffer * momentum + grad / denom
+        param.copy_(param + step_size * buf)
+        momentum_buffer.copy_(buf)
+    else:
+        param.copy_(param + step_size * grad / denom)
+    square_avg.copy_(v)
+
+
+def rmsprop_coefficients(
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    maximize: bool,
+) -> tuple[float, ...]:
+    """The coefficient row of :func:`rmsprop_kernel` (the same at every step)."""
+    return (-1.0 if maximize else 1.0, weight_decay, alpha, 1 - alpha, eps, momentum, -lr)
+
+
+RMSPROP_KERNEL = Kernel(rmsprop_kernel)
+
+
 class RMSprop(Optimizer):
     r"""RMSprop (Tieleman & Hinton, 2012), centered as in Graves (2013); a drop-in
     for torch's RMSprop.
@@ -154,8 +205,8 @@ class RMSprop(Optimizer):
         capturable, foreach, differentiable: torch.optim's keywords, translated to
             ``impl``; ``capturable`` has no effect.
         maximize: ascend the objective instead of descending it.
-        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
-            None picks the fastest.
+        impl: ``"loop"`` (per tensor, the reference), ``"foreach"`` (multi-tensor) or
+            ``"compiled"`` (one fused pass per tensor); None picks the fastest.
 
     Every number above may also be a schedule, a one-element tensor or a sequence of
     per-step values (see :mod:`descend.hyperparams`). State per parameter, as in torch:
@@ -175,6 +226,8 @@ class RMSprop(Optimizer):
     """
 
     flat_update = True
+    impls = ("loop", "foreach", "compiled")
+    compiled_kernel = RMSPROP_KERNEL
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
@@ -225,7 +278,29 @@ class RMSprop(Optimizer):
         needed += ["momentum_buffer"] if with_momentum else []
         needed += ["grad_avg"] if centered else []
         states = self._lazy_state(params, needed)
-        update = rmsprop_loop if self._impl(group, params) == "loop" else rmsprop_foreach
+        impl = self._impl(group, params)
+        if impl == "compiled":
+            row = rmsprop_coefficients(
+                lr=host(values["lr"]),
+                alpha=host(values["alpha"]),
+                eps=host(values["eps"]),
+                weight_decay=host(values["weight_decay"]),
+                momentum=host(values["momentum"]),
+                maximize=group["maximize"],
+            )
+            RMSPROP_KERNEL(
+                [
+                    [as_real(p) for p in params],
+                    [as_real(p.grad) for p in params],
+                    [as_real(s["square_avg"]) for s in states],
+                    [as_real(s["grad_avg"]) for s in states] if centered else None,
+                    [as_real(s["momentum_buffer"]) for s in states] if with_momentum else None,
+                ],
+                step_rows([s["step"] for s in states], lambda t: row),
+                l2=row[1] != 0,
+            )
+            return
+        update = rmsprop_loop if impl == "loop" else rmsprop_foreach
         update(
             [as_real(p) for p in params],
             [as_real(p.grad) for p in params],

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from descend.compiled import Kernel, host, step_rows
 from descend.hyperparams import Rule, any_real, in_open_unit_interval, nonnegative
 from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype, scalar_dtype
 
@@ -19,7 +20,7 @@ def growth_factor(name: str, value: float) -> None:
 
 def _factors(agreement: Tensor, etaminus: float, etaplus: float) -> Tensor:
     """Per element: etaplus where the gradient kept its sign, etaminus where it flipped,
-    1 where either is zero (NaN stays NaN)."""
+    1 where either is zero or their product is NaN (whose ``sign`` is 0)."""
     signs = agreement.sign()
     return (
         signs.masked_fill(signs > 0, etaplus)
@@ -94,6 +95,60 @@ def rprop_foreach(
     torch._foreach_addcmul_(params, torch._foreach_sign(prevs), step_sizes, value=-1)
 
 
+def rprop_kernel(
+    param: Tensor,
+    grad: Tensor,
+    prev: Tensor,
+    step_size: Tensor,
+    c: Tensor,
+    *,
+    clamp_min: bool,
+    clamp_max: bool,
+) -> None:
+    """Rprop on one tensor in one pass (see :mod:`descend.compiled`), with the coefficients
+    of :func:`rprop_coefficients`: the math of :func:`rprop_loop`, its factors chosen per
+    element with ``torch.where`` (a NaN product, whose sign is 0, keeps the step size)."""
+    sign, etaminus, etaplus, step_size_min, step_size_max = c[0], c[1], c[2], c[3], c[4]
+    grad = grad * sign
+    agreement = grad * prev
+    size = torch.where(
+        agreement > 0,
+        step_size * etaplus,
+        torch.where(agreement < 0, step_size * etaminus, step_size),
+    )
+    if clamp_min:
+        size = torch.where(size < step_size_min, step_size_min.to(size.dtype), size)
+    if clamp_max:
+        size = torch.where(size > step_size_max, step_size_max.to(size.dtype), size)
+    # where the sign flipped, skip this step and forget the gradient
+    grad = torch.where(agreement < 0, 0, grad)
+    param.copy_(param - grad.sign() * size)
+    prev.copy_(grad)
+    step_size.copy_(size)
+
+
+def rprop_coefficients(
+    *,
+    etaminus: float,
+    etaplus: float,
+    step_size_min: float | None,
+    step_size_max: float | None,
+    maximize: bool,
+) -> tuple[float, ...]:
+    """The coefficient row of :func:`rprop_kernel` (the same at every step); a None bound
+    is left to the kernel's flags and stands as 0 here."""
+    return (
+        -1.0 if maximize else 1.0,
+        etaminus,
+        etaplus,
+        0.0 if step_size_min is None else step_size_min,
+        0.0 if step_size_max is None else step_size_max,
+    )
+
+
+RPROP_KERNEL = Kernel(rprop_kernel)
+
+
 class Rprop(Optimizer):
     r"""Rprop (Riedmiller & Braun, 1993): resilient backpropagation; a drop-in for torch's
     Rprop.
@@ -120,8 +175,8 @@ class Rprop(Optimizer):
         maximize: ascend the objective instead of descending it.
         capturable, foreach, differentiable: torch's keywords, translated to ``impl``;
             ``capturable`` has no effect.
-        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
-            None picks the fastest.
+        impl: ``"loop"`` (per tensor, the reference), ``"foreach"`` (multi-tensor) or
+            ``"compiled"`` (one fused pass per tensor); None picks the fastest.
 
     Every number above may also be a schedule, a one-element tensor or a sequence of
     per-step values (see :mod:`descend.hyperparams`). As in torch, ``lr`` only sets a
@@ -143,6 +198,8 @@ class Rprop(Optimizer):
     """
 
     flat_update = True
+    impls = ("loop", "foreach", "compiled")
+    compiled_kernel = RPROP_KERNEL
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
@@ -194,9 +251,32 @@ class Rprop(Optimizer):
                 start = complex(lr, lr) if param.is_complex() else lr
                 state["step_size"] = torch.full_like(param.grad, start)
         states = [self.state[p] for p in params]
-        update = rprop_loop if self._impl(group, params) == "loop" else rprop_foreach
+        impl = self._impl(group, params)
         etaminus, etaplus = values["etas"]
         step_size_min, step_size_max = values["step_sizes"]
+        if impl == "compiled":
+            step_size_min = None if step_size_min is None else host(step_size_min)
+            step_size_max = None if step_size_max is None else host(step_size_max)
+            row = rprop_coefficients(
+                etaminus=host(etaminus),
+                etaplus=host(etaplus),
+                step_size_min=step_size_min,
+                step_size_max=step_size_max,
+                maximize=group["maximize"],
+            )
+            RPROP_KERNEL(
+                [
+                    [as_real(p) for p in params],
+                    [as_real(p.grad) for p in params],
+                    [as_real(s["prev"]) for s in states],
+                    [as_real(s["step_size"]) for s in states],
+                ],
+                step_rows([s["step"] for s in states], lambda t: row),
+                clamp_min=step_size_min is not None,
+                clamp_max=step_size_max is not None,
+            )
+            return
+        update = rprop_loop if impl == "loop" else rprop_foreach
         update(
             [as_real(p) for p in params],
             [as_real(p.grad) for p in params],

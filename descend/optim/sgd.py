@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from descend.compiled import Kernel, host
 from descend.hyperparams import Rule, any_real, is_step_sequence, nonnegative, resolve
 from descend.optimizer import (
     Optimizer,
@@ -96,6 +97,62 @@ def sgd_foreach(
     foreach_add_scaled_(params, directions, -1.0 if lr_in_momentum else -lr)
 
 
+def sgd_kernel(
+    param: Tensor,
+    grad: Tensor,
+    momentum_buffer: Tensor | None,
+    c: Tensor,
+    *,
+    l2: bool,
+    nesterov: bool,
+) -> None:
+    """SGD on one tensor in one pass (see :mod:`descend.compiled`), with the coefficients
+    of :func:`sgd_coefficients`: the math of :func:`sgd_loop`.
+
+    ``momentum_buffer`` is None for plain SGD. A buffer created for this step (zeros)
+    takes the direction itself, as the loop's clone does, where the coefficient ``fresh``
+    is nonzero.
+    """
+    sign, weight_decay, momentum, one_minus_dampening = c[0], c[1], c[2], c[3]
+    fresh, step_size = c[4], c[5]
+    direction = grad * sign
+    if l2:
+        direction = direction + param * weight_decay
+    if momentum_buffer is not None:
+        buffer = torch.where(
+            fresh != 0,
+            direction,
+            momentum_buffer * momentum + direction * one_minus_dampening,
+        )
+        momentum_buffer.copy_(buffer)
+        direction = direction + buffer * momentum if nesterov else buffer
+    param.copy_(param + direction * step_size)
+
+
+def sgd_coefficients(
+    fresh: bool,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    maximize: bool,
+) -> tuple[float, ...]:
+    """The coefficient row of :func:`sgd_kernel`; ``fresh`` for a momentum buffer created
+    at this step (which starts as the direction)."""
+    return (
+        -1.0 if maximize else 1.0,
+        weight_decay,
+        momentum,
+        1 - dampening,
+        1.0 if fresh else 0.0,
+        -lr,
+    )
+
+
+SGD_KERNEL = Kernel(sgd_kernel)
+
+
 class SGD(Optimizer):
     r"""Stochastic gradient descent, optionally with momentum; a drop-in for torch's SGD.
 
@@ -131,6 +188,8 @@ class SGD(Optimizer):
     """
 
     flat_update = True
+    impls = ("loop", "foreach", "compiled")
+    compiled_kernel = SGD_KERNEL
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
@@ -187,11 +246,15 @@ class SGD(Optimizer):
         return resolve("momentum", momentum, 0) != 0
 
     def _update(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
+        impl = self._impl(group, params)
+        if impl == "compiled":
+            self._update_compiled(group, values, params)
+            return
         buffers = None
         if self._keeps_buffer(group["momentum"]):
             buffers = [self.state[p].get("momentum_buffer") for p in params]
             buffers = [None if b is None else as_real(b) for b in buffers]
-        update = sgd_loop if self._impl(group, params) == "loop" else sgd_foreach
+        update = sgd_loop if impl == "loop" else sgd_foreach
         update(
             [as_real(p) for p in params],
             [as_real(p.grad) for p in params],
@@ -210,3 +273,32 @@ class SGD(Optimizer):
                     state["momentum_buffer"] = (
                         torch.view_as_complex(buffer) if param.is_complex() else buffer
                     )
+
+    def _update_compiled(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
+        """The update with :func:`sgd_kernel`; new momentum buffers start as zeros that
+        the kernel fills with the first direction."""
+        scalars = dict(
+            lr=host(values["lr"]),
+            momentum=host(values["momentum"]),
+            dampening=host(values["dampening"]),
+            weight_decay=host(values["weight_decay"]),
+            maximize=group["maximize"],
+        )
+        buffers = None
+        fresh = [False] * len(params)
+        if self._keeps_buffer(group["momentum"]):
+            buffers = []
+            for i, param in enumerate(params):
+                state = self.state[param]
+                if state.get("momentum_buffer") is None:  # new, or None in old checkpoints
+                    state["momentum_buffer"] = torch.zeros_like(
+                        param, memory_format=torch.preserve_format
+                    )
+                    fresh[i] = True
+                buffers.append(as_real(state["momentum_buffer"]))
+        SGD_KERNEL(
+            [[as_real(p) for p in params], [as_real(p.grad) for p in params], buffers],
+            [sgd_coefficients(new, **scalars) for new in fresh],
+            l2=scalars["weight_decay"] != 0,
+            nesterov=buffers is not None and group["nesterov"],
+        )

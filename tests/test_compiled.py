@@ -1,0 +1,256 @@
+"""The compiled path (descend.compiled): each elementwise algorithm's kernel under
+torch.compile, per tensor and over flat buffers.
+
+The reference is the loop (``impl="loop"``) on the same model, not flattened, in float64.
+The trajectories under torch.optim are covered by the table-driven tests
+(tests/test_optimizers.py), which run every implementation in ``impls``; this file checks
+what is particular to compiling: flat buffers, layouts, the automatic choice, no
+recompilation when a schedule changes a hyperparameter, and the fallback.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+import descend
+import descend.compiled
+import descend.optimizer
+from descend.compiled import Kernel
+from tests.test_flat import CASES, IDS, batch, make_model
+
+F64 = torch.float64
+
+# raised inside torch's compiler stack when it first loads, not by descend
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")
+
+
+def train(model, optimizer, steps: int, scheduler=None) -> None:
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=False)
+        x, y = batch(step)
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+def assert_close(model_a, opt_a, model_b, opt_b) -> None:
+    for p, q in zip(model_a.parameters(), model_b.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-13, atol=1e-15)
+    a, b = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
+    assert a.keys() == b.keys()
+    for index in a:
+        assert a[index].keys() == b[index].keys()
+        for key in a[index]:
+            torch.testing.assert_close(
+                torch.as_tensor(b[index][key]),
+                torch.as_tensor(a[index][key]),
+                rtol=1e-13,
+                atol=1e-15,
+            )
+
+
+def test_every_optimizer_with_a_flat_update_has_a_compiled_kernel():
+    flat = sorted(
+        name
+        for name in descend.__all__
+        if isinstance(getattr(descend, name), type)
+        and issubclass(getattr(descend, name), descend.Optimizer)
+        and getattr(descend, name).flat_update
+    )
+    missing = [
+        name
+        for name in flat
+        if "compiled" not in getattr(descend, name).impls
+        or not isinstance(getattr(descend, name).compiled_kernel, Kernel)
+    ]
+    assert flat and missing == []
+
+
+@pytest.mark.parametrize(("cls", "options"), CASES, ids=IDS)
+@pytest.mark.parametrize("flat", [False, True], ids=["tensors", "flat"])
+def test_compiled_update_matches_the_loop_reference(cls, options, flat):
+    reference, model = make_model(), make_model()
+    if flat:
+        descend.flatten(model)
+    opt_ref = cls(reference.parameters(), impl="loop", **options)
+    opt = cls(model.parameters(), impl="compiled", **options)
+    train(reference, opt_ref, 6)
+    train(model, opt, 6)
+    assert_close(reference, opt_ref, model, opt)
+
+
+def test_a_scheduled_learning_rate_does_not_recompile():
+    model = make_model()
+    descend.flatten(model)
+    optimizer = descend.AdamW(model.parameters(), lr=0.01, impl="compiled")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    train(model, optimizer, 1, scheduler)  # compiles
+    graphs = counters["stats"]["unique_graphs"]
+    reference = make_model()
+    opt_ref = descend.AdamW(reference.parameters(), lr=0.01, impl="loop")
+    ref_scheduler = torch.optim.lr_scheduler.LambdaLR(opt_ref, lambda step: 1 / (1 + step))
+    train(reference, opt_ref, 1, ref_scheduler)
+    train(model, optimizer, 5, scheduler)
+    train(reference, opt_ref, 5, ref_scheduler)
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 / 7)
+    assert_close(reference, opt_ref, model, optimizer)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["channels_last", "transposed", "mixed"],
+)
+def test_tensors_of_any_layout(layout):
+    def params():
+        generator = torch.Generator().manual_seed(3)
+        weight = torch.randn(4, 3, 5, 2, generator=generator, dtype=F64)
+        if layout == "channels_last":
+            weight = weight.to(memory_format=torch.channels_last)
+        elif layout in ("transposed", "mixed"):
+            weight = weight.transpose(0, 3)
+        return [weight.requires_grad_()]
+
+    ours, reference = params(), params()
+    for p in ours + reference:
+        grad = torch.linspace(-1, 1, p.numel(), dtype=F64).reshape(p.shape)
+        # "mixed": a gradient laid out differently from its parameter
+        p.grad = grad.contiguous() if layout == "mixed" else grad.clone()
+    opt = descend.Adam(ours, lr=0.1, impl="compiled")
+    opt_ref = descend.Adam(reference, lr=0.1, impl="loop")
+    for _ in range(3):
+        opt.step()
+        opt_ref.step()
+    torch.testing.assert_close(ours[0], reference[0], rtol=1e-13, atol=1e-15)
+    assert ours[0].stride() == reference[0].stride()
+
+
+def test_the_automatic_choice(monkeypatch):
+    model = make_model()
+    optimizer = descend.Adam(model.parameters())
+    group = optimizer.param_groups[0]
+    train(model, optimizer, 1)
+    params = list(model.parameters())
+    assert optimizer._impl(group, params) == "foreach"  # small: not worth compiling
+    monkeypatch.setattr(descend.optimizer, "COMPILE_MIN_NUMEL", 10)
+    assert optimizer._impl(group, params) == "foreach"  # tensors too small to call one by one
+    monkeypatch.setattr(descend.optimizer, "CPU_FOREACH_MAX_MEAN_NUMEL", 8)
+    assert optimizer._impl(group, params) == "compiled"
+    assert optimizer._impl({**group, "impl": "loop"}, params) == "loop"
+    sgd = descend.SparseAdam([torch.zeros(3, requires_grad=True)])
+    assert sgd.compiled_kernel is None
+
+
+def test_a_flat_buffer_compiles_when_it_is_big_enough(monkeypatch):
+    model = make_model()
+    (flat,) = descend.flatten(model)
+    optimizer = descend.Adam(model.parameters())
+    chosen = []
+    update = optimizer._update
+    monkeypatch.setattr(
+        optimizer,
+        "_update",
+        lambda group, values, params: (
+            chosen.append(optimizer._impl(group, params)) or update(group, values, params)
+        ),
+    )
+    train(model, optimizer, 1)
+    monkeypatch.setattr(descend.optimizer, "COMPILE_MIN_NUMEL", flat.data.numel())
+    train(model, optimizer, 1)
+    assert chosen == ["loop", "compiled"]
+
+
+def test_large_tensors_in_a_flat_buffer_are_updated_whole_when_compiled(monkeypatch):
+    monkeypatch.setattr(descend.flat, "CPU_FLAT_MAX_MEAN_NUMEL", 4)
+    model = make_model()
+    (flat,) = descend.flatten(model)
+    assert (
+        descend.Adam(model.parameters())._flat_split(0, {"params": list(model.parameters())})[0]
+        == []
+    )
+    optimizer = descend.Adam(model.parameters(), impl="compiled")
+    buffers, rest = optimizer._flat_split(0, optimizer.param_groups[0])
+    assert buffers == [flat] and rest == []
+
+
+def test_a_failed_compilation_warns_once_and_runs_eagerly(monkeypatch):
+    def broken_compile(function, **options):
+        def run(*args, **kwargs):
+            raise RuntimeError("no C++ compiler\nmore detail")
+
+        return run
+
+    kernel = Kernel(descend.optim.adam.adam_kernel)
+    monkeypatch.setattr(descend.Adam, "compiled_kernel", kernel)
+    monkeypatch.setattr(descend.optim.adam, "ADAM_KERNEL", kernel)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model, reference = make_model(), make_model()
+    optimizer = descend.Adam(model.parameters(), lr=0.01, impl="compiled")
+    opt_ref = descend.Adam(reference.parameters(), lr=0.01, impl="loop")
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"could not compile adam_kernel \(RuntimeError: no C\+\+ compiler\); its updates run "
+        "eagerly",
+    ) as caught:
+        train(model, optimizer, 4)
+    assert len([w for w in caught if "could not compile" in str(w.message)]) == 1
+    assert not kernel.available and repr(kernel) == "Kernel(adam_kernel, eager)"
+    train(reference, opt_ref, 4)
+    assert_close(reference, opt_ref, model, optimizer)
+    # and the automatic choice no longer picks it
+    assert (
+        optimizer._impl(
+            {**optimizer.param_groups[0], "impl": None}, [p for p in model.parameters()]
+        )
+        != "compiled"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(model, optimizer, 1)
+
+
+@pytest.mark.usefixtures("float64_default")  # float64 step counts, as eager's host math
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")
+def test_a_step_under_torch_compile_takes_the_loop():
+    model, reference = make_model(), make_model()
+    optimizer = descend.Adam(model.parameters(), lr=0.01, impl="compiled")
+    opt_ref = descend.Adam(reference.parameters(), lr=0.01, impl="loop")
+    step = torch.compile(optimizer.step)
+    for i in range(3):
+        for m in (model, reference):
+            m.zero_grad()
+            x, y = batch(i)
+            torch.nn.functional.mse_loss(m(x), y).backward()
+        step()
+        opt_ref.step()
+    assert_close(reference, opt_ref, model, optimizer)
+
+
+def _scale(x: torch.Tensor, c: torch.Tensor, *, a: bool, b: bool, d: bool) -> None:
+    x.copy_(x * c[0] + (1 if a else 0) + (2 if b else 0) + (4 if d else 0))
+
+
+def test_each_dtype_and_set_of_flags_compiles_once_beyond_dynamos_recompile_limit():
+    kernel = Kernel(_scale)
+    graphs = counters["stats"]["unique_graphs"]
+    flags = [
+        dict(a=a, b=b, d=d) for a in (False, True) for b in (False, True) for d in (False, True)
+    ]
+    for dtype in (torch.float64, torch.float32):
+        for options in flags:
+            x = torch.ones(5, dtype=dtype)
+            kernel([[x]], [(2.0,)], **options)
+            added = options["a"] + 2 * options["b"] + 4 * options["d"]
+            assert torch.equal(x, torch.full((5,), 2.0 + added, dtype=dtype))
+    assert counters["stats"]["unique_graphs"] - graphs == 16 == len(kernel._compiled)
+    # a new size or a new learning rate reuses them; one element runs eagerly
+    for numel, value in ((9, 3.0), (1, 4.0)):
+        x = torch.ones(numel, dtype=torch.float32)
+        kernel([[x]], [(value,)], a=True, b=True, d=True)
+        assert torch.equal(x, torch.full((numel,), value + 7))
+    assert counters["stats"]["unique_graphs"] - graphs == 16
