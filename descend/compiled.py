@@ -7,9 +7,10 @@ tensor written as tensor expressions of the parameter, its gradient and its stat
 every number the update needs in a row of *coefficients*, a float64 tensor. The
 coefficients hold the hyperparameters and the step-dependent terms (bias corrections,
 say), computed on the host in float64 from the loop reference's own formulas.
-:class:`Kernel` compiles the kernel once per process with ``torch.compile`` (C++ on CPU,
-Triton on GPU), which fuses it into a single loop, and runs it on each tensor, or on each
-flat buffer (:mod:`descend.flat`) at once:
+:class:`Kernel` compiles the kernel with ``torch.compile`` (C++ on CPU, Triton on GPU)
+once per process for each dtype, device and set of boolean options in use, which fuses
+it into a single loop, and runs it on each tensor, or on each flat buffer
+(:mod:`descend.flat`) at once:
 
 - the coefficients are data, not constants of the compiled code, so a schedule that
   changes the learning rate at every step never recompiles;
@@ -32,6 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+COMPILE_DEVICES = frozenset({"cpu", "cuda"})
+"""Device types whose compiled kernels descend tests (CPU) or that inductor targets with
+float64 support (CUDA); elsewhere (MPS has no float64) ``impl=None`` does not compile."""
 COMPILE_MIN_NUMEL = 1 << 20
 """``impl=None`` compiles a group's update only when its parameters hold at least this
 many elements: compiling takes seconds once per process, which smaller problems never
@@ -77,20 +81,22 @@ class Kernel:
         """
         if not tensors[0]:
             return
-        first = tensors[0][0]
-        key = (first.dtype, first.device.type, *sorted(flags.items()))
+        absent = tuple(lst is None for lst in tensors)
         eager = self._eager or torch.compiler.is_compiling()
-        coefficients: dict[tuple[float, ...], Tensor] = {}
+        coefficients: dict[tuple[tuple[float, ...], torch.device], Tensor] = {}
         with torch.no_grad():
             for i in range(len(tensors[0])):
-                row = tuple(rows[i])
+                param = tensors[0][i]
+                row = (tuple(rows[i]), param.device)
                 c = coefficients.get(row)
                 if c is None:
-                    c = coefficients[row] = torch.tensor(row, dtype=torch.float64).to(first.device)
+                    c = torch.tensor(row[0], dtype=torch.float64).to(param.device)
+                    coefficients[row] = c
                 views = _one_dimensional([None if lst is None else lst[i] for lst in tensors])
                 if eager or views[0].numel() <= 1:
                     self.function(*views, c, **flags)
                 else:
+                    key = (param.dtype, str(param.device), absent, *sorted(flags.items()))
                     eager = not self._run(key, views, c, flags)
 
     def _run(self, key: tuple, views: list, c: Tensor, flags: dict[str, bool]) -> bool:
@@ -118,12 +124,15 @@ class Kernel:
 
 
 def _entry_point(function: Callable[..., None], number: int) -> Callable[..., None]:
-    """A new function that calls ``function``, for one dtype, device and set of flags.
+    """A new function that calls ``function``, for one dtype, device, set of flags and
+    set of state tensors given.
 
     torch.compile keeps a function's compiled variants with its code object, and stops
     compiling new ones after ``torch._dynamo.config.recompile_limit`` (8) of them, running
     the function eagerly from then on. Each entry point has its own code object, so each
-    holds one or two variants however many dtypes and flags a process uses.
+    holds one variant for the dense tensors of any size (one more for each rank of
+    tensors that are not dense, which are passed at their own shape) however many dtypes
+    and flags a process uses.
     """
 
     def entry(*args: Any, **flags: bool) -> None:

@@ -43,13 +43,17 @@ What changes:
   detaches it from its buffer; the optimizer notices, warns once, and goes back to
   updating tensor by tensor. Call :func:`flatten` again after such a change.
 
-On CPU, a buffer of large tensors (more than 16,384 elements each on average) is still
-updated tensor by tensor, through the views: the eager update makes several passes over
-its data, which stay in cache one tensor at a time but not a whole buffer at a time.
+Under ``impl=None``, a buffer of at least 2^20 elements is updated by the algorithm's
+compiled kernel (:mod:`descend.compiled`; under ``impl="compiled"``, every buffer), one
+pass over it whatever its size. Otherwise, on CPU, a buffer of large tensors (more than
+16,384 elements each on average) is updated tensor by tensor, through the views: the
+eager update makes several passes over its data, which stay in cache one tensor at a
+time but not a whole buffer at a time.
 """
 
 from __future__ import annotations
 
+import operator
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -57,8 +61,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from descend.compiled import COMPILE_MIN_NUMEL
-
+_GRAD = operator.attrgetter("grad")
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
 FLAT_ATTRIBUTE = "_descend_flat"
 """The attribute of a flattened parameter that names its :class:`FlatBuffer`."""
 ALIGNMENT = 64
@@ -154,6 +158,11 @@ class FlatBuffer:
         :attr:`data` and requires a gradient. Warns once when a parameter left it."""
         if self.broken or self.replaced:
             return False
+        # the common case, with the loops in C: it runs at every step, over every tensor
+        if list(map(Tensor.data_ptr, self.params)) == self.pointers and all(
+            map(_REQUIRES_GRAD, self.params)
+        ):
+            return True
         for param, pointer in zip(self.params, self.pointers):
             if param.data_ptr() != pointer:
                 self.broken = True
@@ -165,12 +174,12 @@ class FlatBuffer:
                     stacklevel=4,
                 )
                 return False
-            if not param.requires_grad:
-                return False  # frozen: its gradient must stay None
-        return True
+        return False  # a parameter is frozen: its gradient must stay None
 
     def gather_grads(self) -> None:
         """Make every ``.grad`` its view again, copying (or zeroing) what changed."""
+        if all(map(operator.is_, map(_GRAD, self.params), self.grad_views)):
+            return  # the common case, with the loops in C
         for param, view in zip(self.params, self.grad_views):
             grad = param.grad
             if grad is view:
@@ -315,7 +324,13 @@ class FlatUpdates:
         if not self.flat_update or torch.compiler.is_compiling():
             return [], group["params"]
         cache = self.__dict__.setdefault("_flat_cache", {})
-        key = (tuple(map(id, group["params"])), generation())
+        kernel = self.compiled_kernel
+        key = (
+            tuple(map(id, group["params"])),
+            generation(),
+            group.get("impl"),
+            kernel is not None and kernel.available,
+        )
         cached = cache.get(index)
         if cached is None or cached[0] != key:
             members: dict[int, FlatBuffer] = {}
@@ -331,7 +346,7 @@ class FlatUpdates:
                 and (
                     f.data.device.type != "cpu"
                     or f.mean_numel < CPU_FLAT_MAX_MEAN_NUMEL
-                    or self._compiles(group, f.data.numel())
+                    or self._compiles(group, [f.proxy])
                 )
             ]
             inside = {id(p) for flat in whole for p in flat.params}
@@ -343,14 +358,6 @@ class FlatUpdates:
             inside = {id(p) for flat in attached for p in flat.params}
             rest = [p for p in group["params"] if id(p) not in inside]
         return attached, rest
-
-    def _compiles(self, group: dict[str, Any], numel: int) -> bool:
-        """Whether a flat buffer of ``numel`` elements in ``group`` takes the compiled
-        kernel, which makes one pass over it however large it is."""
-        kernel = self.compiled_kernel
-        if kernel is None or not kernel.available or group.get("impl") not in (None, "compiled"):
-            return False
-        return group.get("impl") == "compiled" or numel >= COMPILE_MIN_NUMEL
 
     def _with_flat(
         self, group: dict[str, Any], values: dict, params: list, buffers: list[FlatBuffer]

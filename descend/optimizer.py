@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from descend.compiled import COMPILE_MIN_NUMEL, Kernel
+from descend.compiled import COMPILE_DEVICES, COMPILE_MIN_NUMEL, Kernel
 from descend.flat import FLAT_ATTRIBUTE, FLAT_PROXY, FlatBuffer, FlatUpdates
 from descend.hyperparams import Rule, check_real, describe, is_step_sequence, resolve
 
@@ -60,6 +60,7 @@ SCHEDULER_KEYS = frozenset(
 # On CPU, ``impl=None`` takes the multi-tensor path for groups whose tensors hold fewer
 # elements than this on average, and the per-tensor loop otherwise (see Optimizer._impl).
 CPU_FOREACH_MAX_MEAN_NUMEL = 16_384
+_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
 
 
 def scalar_dtype() -> torch.dtype:
@@ -577,11 +578,7 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
         """The implementation for this group: its ``impl``, or the fastest one.
 
         Sparse gradients always take the loop. Otherwise the compiled kernel
-        (:mod:`descend.compiled`) wins wherever each call has enough work: on a flat
-        buffer, or on tensors of more than ``CPU_FOREACH_MAX_MEAN_NUMEL`` elements on
-        average; it is chosen when the group holds at least ``COMPILE_MIN_NUMEL``
-        elements, so that the seconds compiling takes are earned back, and while it
-        compiles (a failure falls back to the eager paths). Below that, on an accelerator
+        (:mod:`descend.compiled`) where :meth:`_compiles` says so; else, on an accelerator
         the multi-tensor path wins; on CPU it wins only for small tensors, where it saves
         per-tensor overhead, while large ones run faster one at a time, each still in
         cache (descend bench: loop 2-20% faster on ResNet-50 shapes, foreach 10-25%
@@ -593,16 +590,7 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
         if chosen is not None:
             return chosen if chosen != "compiled" or not torch.compiler.is_compiling() else "loop"
         flat = all(getattr(p, FLAT_ATTRIBUTE, None) is FLAT_PROXY for p in params)
-        numel = sum(p.numel() for p in params)
-        mean_numel = numel / len(params)
-        kernel = self.compiled_kernel
-        if (
-            kernel is not None
-            and kernel.available
-            and not torch.compiler.is_compiling()
-            and numel >= COMPILE_MIN_NUMEL
-            and (flat or mean_numel >= CPU_FOREACH_MAX_MEAN_NUMEL)
-        ):
+        if self._compiles(group, params):
             return "compiled"
         if "foreach" not in self.impls:
             return "loop"
@@ -610,7 +598,39 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
             return "loop"  # one tensor per flat buffer: the loop is a single kernel each
         if params[0].device.type != "cpu":
             return "foreach"
+        mean_numel = sum(p.numel() for p in params) / len(params)
         return "foreach" if mean_numel < CPU_FOREACH_MAX_MEAN_NUMEL else "loop"
+
+    def _compiles(self, group: dict[str, Any], params: Sequence[torch.Tensor]) -> bool:
+        """Whether the update of ``params`` (flat proxies among them) takes the compiled
+        kernel (:mod:`descend.compiled`): always under ``impl="compiled"`` (except while
+        torch.compile traces the step); under ``impl=None`` where it is worth it.
+
+        It is worth it where each call has enough work, since each costs tens of
+        microseconds on the host: on a flat buffer, or on CPU tensors of at least
+        ``CPU_FOREACH_MAX_MEAN_NUMEL`` elements on average (on an accelerator the
+        multi-tensor path launches fewer kernels); and when the group holds at least
+        ``COMPILE_MIN_NUMEL`` elements, so that the seconds compiling takes are earned
+        back. Never for tensor subclasses (DTensor, say), on devices outside
+        ``COMPILE_DEVICES``, or once compiling this kernel has failed.
+        """
+        kernel = self.compiled_kernel
+        chosen = group.get("impl")
+        if kernel is None or chosen not in (None, "compiled") or torch.compiler.is_compiling():
+            return False
+        if chosen == "compiled":
+            return True
+        if not kernel.available or not params:
+            return False
+        numel = sum(p.numel() for p in params)
+        if numel < COMPILE_MIN_NUMEL or any(
+            type(p) not in _PLAIN_TENSORS or p.device.type not in COMPILE_DEVICES for p in params
+        ):
+            return False
+        if any(getattr(p, FLAT_ATTRIBUTE, None) is FLAT_PROXY for p in params):
+            return True
+        mean_numel = numel / len(params)
+        return params[0].device.type == "cpu" and mean_numel >= CPU_FOREACH_MAX_MEAN_NUMEL
 
     # ----------------------------------------------------------------------------------
     # State dict

@@ -254,3 +254,25 @@ def test_each_dtype_and_set_of_flags_compiles_once_beyond_dynamos_recompile_limi
         kernel([[x]], [(value,)], a=True, b=True, d=True)
         assert torch.equal(x, torch.full((numel,), value + 7))
     assert counters["stats"]["unique_graphs"] - graphs == 16
+
+
+class _Subclass(torch.Tensor):
+    pass
+
+
+def test_the_automatic_choice_leaves_tensor_subclasses_and_failed_kernels_alone(monkeypatch):
+    monkeypatch.setattr(descend.optimizer, "COMPILE_MIN_NUMEL", 1)
+    monkeypatch.setattr(descend.optimizer, "CPU_FOREACH_MAX_MEAN_NUMEL", 1)
+    plain = torch.zeros(4, requires_grad=True)
+    sub = torch.Tensor._make_subclass(_Subclass, torch.zeros(4), True)
+    for param in (plain, sub):
+        param.grad = torch.ones(4)
+    optimizer = descend.Adam([plain, sub])
+    group = optimizer.param_groups[0]
+    assert optimizer._impl(group, [plain]) == "compiled"
+    assert optimizer._impl(group, [plain, sub]) == "loop"  # "large" tensors, on CPU
+    kernel = Kernel(descend.optim.adam.adam_kernel)
+    kernel._eager = True  # as after a failed compilation
+    monkeypatch.setattr(descend.Adam, "compiled_kernel", kernel)
+    assert optimizer._impl(group, [plain]) == "loop"
+    assert optimizer._impl({**group, "impl": "compiled"}, [plain]) == "compiled"  # asked for

@@ -205,8 +205,9 @@ class Adagrad(Optimizer):
         eps: added to the denominator (default 1e-10).
         foreach, fused, differentiable: torch.optim's keywords, translated to ``impl``.
         maximize: ascend the objective instead of descending it.
-        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
-            None picks the fastest. Sparse gradients always take the loop.
+        impl: ``"loop"`` (per tensor, the reference), ``"foreach"`` (multi-tensor) or
+            ``"compiled"`` (one fused pass per tensor or flat buffer, see
+            :mod:`descend.compiled`); None picks the fastest. Sparse gradients always take the loop.
 
     Every number above may also be a schedule, a one-element tensor or a sequence of
     per-step values (see :mod:`descend.hyperparams`). State per parameter: ``step`` and

@@ -166,8 +166,9 @@ class Adamax(Optimizer):
         foreach, capturable, differentiable: torch.optim's keywords, translated to
             ``impl``; ``capturable`` has no effect.
         maximize: ascend the objective instead of descending it.
-        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
-            None picks the fastest.
+        impl: ``"loop"`` (per tensor, the reference), ``"foreach"`` (multi-tensor) or
+            ``"compiled"`` (one fused pass per tensor or flat buffer, see
+            :mod:`descend.compiled`); None picks the fastest.
 
     Every number above may also be a schedule, a one-element tensor or a sequence of
     per-step values (see :mod:`descend.hyperparams`). State per parameter: ``step``,

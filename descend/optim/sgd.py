@@ -173,8 +173,9 @@ class SGD(Optimizer):
         nesterov: Nesterov momentum; needs momentum > 0 and dampening 0.
         maximize: ascend the objective instead of descending it.
         foreach, fused, differentiable: torch.optim's keywords, translated to ``impl``.
-        impl: ``"loop"`` (per tensor, the reference) or ``"foreach"`` (multi-tensor);
-            None picks the fastest.
+        impl: ``"loop"`` (per tensor, the reference), ``"foreach"`` (multi-tensor) or
+            ``"compiled"`` (one fused pass per tensor or flat buffer, see
+            :mod:`descend.compiled`); None picks the fastest.
 
     Every number above except the flags may also be a schedule, a one-element tensor or
     a sequence of per-step values (see :mod:`descend.hyperparams`). Sparse gradients are
