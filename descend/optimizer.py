@@ -237,6 +237,10 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
     compiled_kernel: ClassVar[Kernel | None] = None
     """The kernel of ``impl="compiled"`` (:mod:`descend.compiled`), for an elementwise
     update; its class lists ``"compiled"`` in ``impls``."""
+    compile_tensor_by_tensor: ClassVar[bool] = True
+    """Whether ``impl=None`` compiles the update of large CPU tensors that are not in flat
+    buffers, one call per tensor: False where the eager loop is as fast (an update of
+    one or two passes, such as SGD's, gains less than the host cost of each call)."""
     per_element_state: ClassVar[tuple[str, ...]] = ()
     """State entries shaped like their parameter (checked by ``load_state_dict``)."""
     sparse_grad: ClassVar[str] = "refused"
@@ -630,7 +634,11 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
         if any(getattr(p, FLAT_ATTRIBUTE, None) is FLAT_PROXY for p in params):
             return True
         mean_numel = numel / len(params)
-        return params[0].device.type == "cpu" and mean_numel >= CPU_FOREACH_MAX_MEAN_NUMEL
+        return (
+            self.compile_tensor_by_tensor
+            and params[0].device.type == "cpu"
+            and mean_numel >= CPU_FOREACH_MAX_MEAN_NUMEL
+        )
 
     # ----------------------------------------------------------------------------------
     # State dict

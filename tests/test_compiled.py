@@ -276,3 +276,18 @@ def test_the_automatic_choice_leaves_tensor_subclasses_and_failed_kernels_alone(
     monkeypatch.setattr(descend.Adam, "compiled_kernel", kernel)
     assert optimizer._impl(group, [plain]) == "loop"
     assert optimizer._impl({**group, "impl": "compiled"}, [plain]) == "compiled"  # asked for
+
+
+def test_sgd_and_asgd_compile_flat_buffers_but_not_tensor_by_tensor(monkeypatch):
+    monkeypatch.setattr(descend.optimizer, "COMPILE_MIN_NUMEL", 1)
+    monkeypatch.setattr(descend.optimizer, "CPU_FOREACH_MAX_MEAN_NUMEL", 1)
+    model = make_model()
+    params = list(model.parameters())
+    for param in params:
+        param.grad = torch.zeros_like(param)
+    for cls in (descend.SGD, descend.ASGD):
+        optimizer = cls(params, lr=0.1)
+        assert optimizer._impl(optimizer.param_groups[0], params) == "loop"
+    (flat,) = descend.flatten(model)
+    assert optimizer._impl(optimizer.param_groups[0], [flat.proxy]) == "compiled"
+    assert descend.Adam(params)._impl(optimizer.param_groups[0], params) == "compiled"

@@ -191,6 +191,7 @@ class SGD(Optimizer):
     flat_update = True
     impls = ("loop", "foreach", "compiled")
     compiled_kernel = SGD_KERNEL
+    compile_tensor_by_tensor = False  # descend bench: the loop is as fast on large tensors
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
