@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from descend.flat import FLAT_ATTRIBUTE, FLAT_PROXY
 
 COMPILE_DEVICES = frozenset({"cpu", "cuda"})
 """Device types whose compiled kernels descend tests (CPU) or that inductor targets with
@@ -40,6 +42,60 @@ COMPILE_MIN_NUMEL = 1 << 20
 """``impl=None`` compiles a group's update only when its parameters hold at least this
 many elements: compiling takes seconds once per process, which smaller problems never
 earn back."""
+CPU_COMPILE_MIN_MEAN_NUMEL = 16_384
+"""``impl=None`` compiles the update of CPU tensors outside flat buffers, one call per
+tensor, only when they hold at least this many elements on average (each call costs
+tens of microseconds on the host)."""
+_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
+class CompiledUpdates:
+    """What :class:`descend.Optimizer` knows of compiled updates: the class's kernel, and
+    when ``impl=None`` takes it."""
+
+    compiled_kernel: ClassVar[Kernel | None] = None
+    """The kernel of ``impl="compiled"``, for an elementwise update; its class lists
+    ``"compiled"`` in ``impls``."""
+    compile_tensor_by_tensor: ClassVar[bool] = True
+    """Whether ``impl=None`` compiles the update of large CPU tensors that are not in flat
+    buffers, one call per tensor: False where the eager loop is as fast (an update of
+    one or two passes, such as SGD's, gains less than the host cost of each call)."""
+
+    def _compiles(self, group: dict[str, Any], params: Sequence[torch.Tensor]) -> bool:
+        """Whether the update of ``params`` (flat proxies among them) takes the compiled
+        kernel (:mod:`descend.compiled`): always under ``impl="compiled"`` (except while
+        torch.compile traces the step); under ``impl=None`` where it is worth it.
+
+        It is worth it where each call has enough work, since each costs tens of
+        microseconds on the host: on a flat buffer, or on CPU tensors of at least
+        ``CPU_COMPILE_MIN_MEAN_NUMEL`` elements on average where the class's
+        ``compile_tensor_by_tensor`` allows (on an accelerator the multi-tensor path
+        launches fewer kernels); and when the group holds at least
+        ``COMPILE_MIN_NUMEL`` elements, so that the seconds compiling takes are earned
+        back. Never for tensor subclasses (DTensor, say), on devices outside
+        ``COMPILE_DEVICES``, or once compiling this kernel has failed.
+        """
+        kernel = self.compiled_kernel
+        chosen = group.get("impl")
+        if kernel is None or chosen not in (None, "compiled") or torch.compiler.is_compiling():
+            return False
+        if chosen == "compiled":
+            return True
+        if not kernel.available or not params:
+            return False
+        numel = sum(p.numel() for p in params)
+        if numel < COMPILE_MIN_NUMEL or any(
+            type(p) not in _PLAIN_TENSORS or p.device.type not in COMPILE_DEVICES for p in params
+        ):
+            return False
+        if any(getattr(p, FLAT_ATTRIBUTE, None) is FLAT_PROXY for p in params):
+            return True
+        mean_numel = numel / len(params)
+        return (
+            self.compile_tensor_by_tensor
+            and params[0].device.type == "cpu"
+            and mean_numel >= CPU_COMPILE_MIN_MEAN_NUMEL
+        )
 
 
 class Kernel:

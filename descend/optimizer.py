@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from descend.compiled import COMPILE_DEVICES, COMPILE_MIN_NUMEL, Kernel
+from descend.compiled import CompiledUpdates
 from descend.flat import FLAT_ATTRIBUTE, FLAT_PROXY, FlatBuffer, FlatUpdates
 from descend.hyperparams import Rule, check_real, describe, is_step_sequence, resolve
 
@@ -60,7 +60,6 @@ SCHEDULER_KEYS = frozenset(
 # On CPU, ``impl=None`` takes the multi-tensor path for groups whose tensors hold fewer
 # elements than this on average, and the per-tensor loop otherwise (see Optimizer._impl).
 CPU_FOREACH_MAX_MEAN_NUMEL = 16_384
-_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
 
 
 def scalar_dtype() -> torch.dtype:
@@ -191,7 +190,7 @@ def _where(index: int | None) -> str:
     return "" if index is None else f"param group {index}: "
 
 
-class Optimizer(FlatUpdates, torch.optim.Optimizer):
+class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
     """Base class of every descend optimizer; a :class:`torch.optim.Optimizer`.
 
     Args:
@@ -234,13 +233,6 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
     """Boolean options."""
     impls: ClassVar[tuple[str, ...]] = ("loop", "foreach")
     """Implementations this optimizer has; ``"loop"`` is the reference."""
-    compiled_kernel: ClassVar[Kernel | None] = None
-    """The kernel of ``impl="compiled"`` (:mod:`descend.compiled`), for an elementwise
-    update; its class lists ``"compiled"`` in ``impls``."""
-    compile_tensor_by_tensor: ClassVar[bool] = True
-    """Whether ``impl=None`` compiles the update of large CPU tensors that are not in flat
-    buffers, one call per tensor: False where the eager loop is as fast (an update of
-    one or two passes, such as SGD's, gains less than the host cost of each call)."""
     per_element_state: ClassVar[tuple[str, ...]] = ()
     """State entries shaped like their parameter (checked by ``load_state_dict``)."""
     sparse_grad: ClassVar[str] = "refused"
@@ -604,41 +596,6 @@ class Optimizer(FlatUpdates, torch.optim.Optimizer):
             return "foreach"
         mean_numel = sum(p.numel() for p in params) / len(params)
         return "foreach" if mean_numel < CPU_FOREACH_MAX_MEAN_NUMEL else "loop"
-
-    def _compiles(self, group: dict[str, Any], params: Sequence[torch.Tensor]) -> bool:
-        """Whether the update of ``params`` (flat proxies among them) takes the compiled
-        kernel (:mod:`descend.compiled`): always under ``impl="compiled"`` (except while
-        torch.compile traces the step); under ``impl=None`` where it is worth it.
-
-        It is worth it where each call has enough work, since each costs tens of
-        microseconds on the host: on a flat buffer, or on CPU tensors of at least
-        ``CPU_FOREACH_MAX_MEAN_NUMEL`` elements on average (on an accelerator the
-        multi-tensor path launches fewer kernels); and when the group holds at least
-        ``COMPILE_MIN_NUMEL`` elements, so that the seconds compiling takes are earned
-        back. Never for tensor subclasses (DTensor, say), on devices outside
-        ``COMPILE_DEVICES``, or once compiling this kernel has failed.
-        """
-        kernel = self.compiled_kernel
-        chosen = group.get("impl")
-        if kernel is None or chosen not in (None, "compiled") or torch.compiler.is_compiling():
-            return False
-        if chosen == "compiled":
-            return True
-        if not kernel.available or not params:
-            return False
-        numel = sum(p.numel() for p in params)
-        if numel < COMPILE_MIN_NUMEL or any(
-            type(p) not in _PLAIN_TENSORS or p.device.type not in COMPILE_DEVICES for p in params
-        ):
-            return False
-        if any(getattr(p, FLAT_ATTRIBUTE, None) is FLAT_PROXY for p in params):
-            return True
-        mean_numel = numel / len(params)
-        return (
-            self.compile_tensor_by_tensor
-            and params[0].device.type == "cpu"
-            and mean_numel >= CPU_FOREACH_MAX_MEAN_NUMEL
-        )
 
     # ----------------------------------------------------------------------------------
     # State dict

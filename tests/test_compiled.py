@@ -137,9 +137,9 @@ def test_the_automatic_choice(monkeypatch):
     train(model, optimizer, 1)
     params = list(model.parameters())
     assert optimizer._impl(group, params) == "foreach"  # small: not worth compiling
-    monkeypatch.setattr(descend.optimizer, "COMPILE_MIN_NUMEL", 10)
+    monkeypatch.setattr(descend.compiled, "COMPILE_MIN_NUMEL", 10)
     assert optimizer._impl(group, params) == "foreach"  # tensors too small to call one by one
-    monkeypatch.setattr(descend.optimizer, "CPU_FOREACH_MAX_MEAN_NUMEL", 8)
+    monkeypatch.setattr(descend.compiled, "CPU_COMPILE_MIN_MEAN_NUMEL", 8)
     assert optimizer._impl(group, params) == "compiled"
     assert optimizer._impl({**group, "impl": "loop"}, params) == "loop"
     sgd = descend.SparseAdam([torch.zeros(3, requires_grad=True)])
@@ -160,7 +160,7 @@ def test_a_flat_buffer_compiles_when_it_is_big_enough(monkeypatch):
         ),
     )
     train(model, optimizer, 1)
-    monkeypatch.setattr(descend.optimizer, "COMPILE_MIN_NUMEL", flat.data.numel())
+    monkeypatch.setattr(descend.compiled, "COMPILE_MIN_NUMEL", flat.data.numel())
     train(model, optimizer, 1)
     assert chosen == ["loop", "compiled"]
 
@@ -261,7 +261,8 @@ class _Subclass(torch.Tensor):
 
 
 def test_the_automatic_choice_leaves_tensor_subclasses_and_failed_kernels_alone(monkeypatch):
-    monkeypatch.setattr(descend.optimizer, "COMPILE_MIN_NUMEL", 1)
+    monkeypatch.setattr(descend.compiled, "COMPILE_MIN_NUMEL", 1)
+    monkeypatch.setattr(descend.compiled, "CPU_COMPILE_MIN_MEAN_NUMEL", 1)
     monkeypatch.setattr(descend.optimizer, "CPU_FOREACH_MAX_MEAN_NUMEL", 1)
     plain = torch.zeros(4, requires_grad=True)
     sub = torch.Tensor._make_subclass(_Subclass, torch.zeros(4), True)
@@ -279,7 +280,8 @@ def test_the_automatic_choice_leaves_tensor_subclasses_and_failed_kernels_alone(
 
 
 def test_sgd_and_asgd_compile_flat_buffers_but_not_tensor_by_tensor(monkeypatch):
-    monkeypatch.setattr(descend.optimizer, "COMPILE_MIN_NUMEL", 1)
+    monkeypatch.setattr(descend.compiled, "COMPILE_MIN_NUMEL", 1)
+    monkeypatch.setattr(descend.compiled, "CPU_COMPILE_MIN_MEAN_NUMEL", 1)
     monkeypatch.setattr(descend.optimizer, "CPU_FOREACH_MAX_MEAN_NUMEL", 1)
     model = make_model()
     params = list(model.parameters())
