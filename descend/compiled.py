@@ -235,13 +235,16 @@ def _dense(tensor: Tensor) -> bool:
 
 
 def step_rows(
-    steps: Sequence[Tensor], row: Callable[[float], Sequence[float]]
+    steps: Sequence[Tensor], row: Callable[[float], Sequence[float]] | Sequence[float]
 ) -> list[tuple[float, ...]]:
     """Advance each parameter's step count by one, as the loop reference does, and return
-    ``row(step)`` for each: one call per distinct step."""
+    ``row(step)`` for each (one call per distinct step), or ``row`` itself for each when
+    it does not depend on the step (then no count is read back from its device)."""
     if not steps:
         return []
     torch._foreach_add_(list(steps), 1)
+    if not callable(row):
+        return [tuple(map(float, row))] * len(steps)
     counts = [step.item() for step in steps]
     rows: dict[float, tuple[float, ...]] = {}
     return [rows.get(t) or rows.setdefault(t, tuple(map(float, row(t)))) for t in counts]

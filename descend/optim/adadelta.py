@@ -217,7 +217,7 @@ class Adadelta(Optimizer):
                     [as_real(s["square_avg"]) for s in states],
                     [as_real(s["acc_delta"]) for s in states],
                 ],
-                step_rows([s["step"] for s in states], lambda t: row),
+                step_rows([s["step"] for s in states], row),
                 l2=weight_decay != 0,
             )
             return

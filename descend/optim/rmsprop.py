@@ -296,7 +296,7 @@ class RMSprop(Optimizer):
                     [as_real(s["grad_avg"]) for s in states] if centered else None,
                     [as_real(s["momentum_buffer"]) for s in states] if with_momentum else None,
                 ],
-                step_rows([s["step"] for s in states], lambda t: row),
+                step_rows([s["step"] for s in states], row),
                 l2=row[1] != 0,
             )
             return
