@@ -125,9 +125,11 @@ class Kernel:
         self,
         tensors: Sequence[Sequence[Tensor] | None],
         rows: Sequence[Sequence[float]],
+        advance: Sequence[Tensor] = (),
         **flags: bool,
     ) -> None:
-        """Update ``tensors[k][i]`` for every tensor ``i`` with coefficients ``rows[i]``.
+        """Update ``tensors[k][i]`` for every tensor ``i`` with coefficients ``rows[i]``,
+        then add one to each step count in ``advance``.
 
         ``tensors`` are parallel lists (parameters, gradients, each state), None for a
         state left out. The i-th tensors of the lists must have the same shape. While
@@ -154,6 +156,8 @@ class Kernel:
                 else:
                     key = (param.dtype, str(param.device), absent, *sorted(flags.items()))
                     eager = not self._run(key, views, c, flags)
+        if advance:
+            torch._foreach_add_(list(advance), 1)
 
     def _run(self, key: tuple, views: list, c: Tensor, flags: dict[str, bool]) -> bool:
         """Run the compiled kernel for ``key``, compiling it first if needed; on failure
@@ -237,17 +241,29 @@ def _dense(tensor: Tensor) -> bool:
 def step_rows(
     steps: Sequence[Tensor], row: Callable[[float], Sequence[float]] | Sequence[float]
 ) -> list[tuple[float, ...]]:
-    """Advance each parameter's step count by one, as the loop reference does, and return
-    ``row(step)`` for each (one call per distinct step), or ``row`` itself for each when
-    it does not depend on the step (then no count is read back from its device)."""
+    """The coefficient rows of each parameter's coming step: ``row(t)`` where ``t`` is
+    its step count plus one (the loop reference's count for this step), one call per
+    distinct count; or ``row`` itself for each, when it does not depend on the step (then
+    no count is read back from its device). The counts are not advanced here: the
+    kernel call advances them (``advance=``) once the update is done, so a step that
+    fails while compiling leaves them as they were."""
     if not steps:
         return []
-    torch._foreach_add_(list(steps), 1)
     if not callable(row):
         return [tuple(map(float, row))] * len(steps)
-    counts = [step.item() for step in steps]
     rows: dict[float, tuple[float, ...]] = {}
-    return [rows.get(t) or rows.setdefault(t, tuple(map(float, row(t)))) for t in counts]
+    return [
+        rows.get(t) or rows.setdefault(t, tuple(map(float, row(t)))) for t in step_counts(steps)
+    ]
+
+
+def step_counts(steps: Sequence[Tensor]) -> list[float]:
+    """Each step count plus one, as the loop reference counts this step (in the count's
+    own dtype), without changing the counts."""
+    try:
+        return (torch.stack(list(steps)) + 1).tolist()
+    except RuntimeError:  # counts on different devices
+        return [(step + 1).item() for step in steps]
 
 
 def host(value: Any) -> float:

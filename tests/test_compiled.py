@@ -10,6 +10,7 @@ recompilation when a schedule changes a hyperparameter, and the fallback.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -293,3 +294,29 @@ def test_sgd_and_asgd_compile_flat_buffers_but_not_tensor_by_tensor(monkeypatch)
     (flat,) = descend.flatten(model)
     assert optimizer._impl(optimizer.param_groups[0], [flat.proxy]) == "compiled"
     assert descend.Adam(params)._impl(optimizer.param_groups[0], params) == "compiled"
+
+
+@pytest.mark.parametrize(("cls", "options"), CASES, ids=IDS)
+def test_a_step_interrupted_while_compiling_changes_nothing(cls, options, monkeypatch):
+    def interrupted(self, key, views, c, flags):
+        raise KeyboardInterrupt
+
+    reference, model = make_model(), make_model()
+    opt_ref = cls(reference.parameters(), impl="loop", **options)
+    opt = cls(model.parameters(), impl="compiled", **options)
+    train(reference, opt_ref, 2)
+    train(model, opt, 1)
+    before = copy.deepcopy((list(model.parameters()), opt.state_dict()))
+    x, y = batch(1)
+    opt.zero_grad(set_to_none=False)
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    with monkeypatch.context() as patch:
+        patch.setattr(Kernel, "_run", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            opt.step()
+    after = (list(model.parameters()), opt.state_dict())
+    for p, q in zip(before[0], after[0]):
+        assert torch.equal(p, q)
+    assert str(before[1]) == str(after[1])  # the same entries, steps and values
+    opt.step()  # the same gradients: the step it did not take
+    assert_close(reference, opt_ref, model, opt)

@@ -218,6 +218,7 @@ class Adadelta(Optimizer):
                     [as_real(s["acc_delta"]) for s in states],
                 ],
                 step_rows([s["step"] for s in states], row),
+                advance=[s["step"] for s in states],
                 l2=weight_decay != 0,
             )
             return

@@ -329,6 +329,7 @@ class Adagrad(Optimizer):
                     [state["step"] for state in states],
                     lambda t: adagrad_coefficients(t, **scalars),
                 ),
+                advance=[state["step"] for state in states],
                 l2=scalars["weight_decay"] != 0,
             )
             return

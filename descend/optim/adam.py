@@ -332,6 +332,7 @@ class Adam(Optimizer):
                     [as_real(s["max_exp_avg_sq"]) for s in states] if amsgrad else None,
                 ],
                 step_rows([s["step"] for s in states], lambda t: adam_coefficients(t, **scalars)),
+                advance=[s["step"] for s in states],
                 l2=scalars["weight_decay"] != 0 and not scalars["decoupled_weight_decay"],
                 nesterov=nesterov,
             )

@@ -243,6 +243,7 @@ class Adamax(Optimizer):
                     [as_real(s["exp_inf"]) for s in states],
                 ],
                 step_rows([s["step"] for s in states], lambda t: adamax_coefficients(t, **scalars)),
+                advance=[s["step"] for s in states],
                 l2=scalars["weight_decay"] != 0,
             )
             return

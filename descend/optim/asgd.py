@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from descend.compiled import Kernel, host
+from descend.compiled import Kernel, host, step_counts
 from descend.hyperparams import Rule, any_real, nonnegative
 from descend.optimizer import Optimizer, as_real, per_device_and_dtype, scalar_dtype
 
@@ -321,16 +321,16 @@ class ASGD(Optimizer):
     def _update_compiled(
         self, group: dict[str, Any], values: dict, params: list[Tensor], states: list[dict]
     ) -> None:
-        """``impl="compiled"``: as :func:`asgd_loop`, the step counts advance, each
-        parameter's step uses the ``eta`` and ``mu`` in its state (read on the host, one
-        transfer per device) and these are replaced by the next step's."""
+        """``impl="compiled"``: as :func:`asgd_loop`, each parameter's step uses the
+        ``eta`` and ``mu`` in its state (read on the host, one transfer per device); once
+        the kernel is done, the step counts advance and these are replaced by the next
+        step's."""
         schedule = {k: host(values[k]) for k in ("lr", "lambd", "alpha", "t0")}
         weight_decay = host(values["weight_decay"])
         steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
-        numbers = _host_values(steps + [s["eta"] for s in states] + [s["mu"] for s in states])
-        n = len(states)
-        counts, etas, mus = numbers[:n], numbers[n : 2 * n], numbers[2 * n :]
+        numbers = _host_values([s["eta"] for s in states] + [s["mu"] for s in states])
+        etas, mus = numbers[: len(states)], numbers[len(states) :]
+        counts = step_counts(steps)
         # real numbers: _prepare has checked them
         nexts = [_next_eta_and_mu(t, **schedule) for t in counts]
         rows = [
@@ -350,6 +350,7 @@ class ASGD(Optimizer):
                 [as_real(s["ax"]) for s in states],
             ],
             rows,
+            advance=steps,
             l2=weight_decay != 0,
         )
         for state, (eta, mu) in zip(states, nexts):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from descend.compiled import Kernel, host
+from descend.compiled import Kernel, host, step_counts
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
 from descend.optimizer import (
     Optimizer,
@@ -350,15 +350,19 @@ class NAdam(Optimizer):
     def _compiled_update(
         self, group: dict[str, Any], values: dict, params: list[Tensor], states: list[dict]
     ) -> None:
-        """``impl="compiled"``: the step counts and momentum products advance on the host
-        as in :func:`nadam_loop`, then :data:`NADAM_KERNEL` updates each tensor."""
+        """``impl="compiled"``: the step counts and momentum products of this step are
+        computed on the host as in :func:`nadam_loop`, :data:`NADAM_KERNEL` updates each
+        tensor, and then the counts and products advance (so that a step that fails
+        while compiling leaves them as they were)."""
         steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
-        counts = [step.item() for step in steps]
+        counts = step_counts(steps)
         beta1, beta2 = (host(beta) for beta in values["betas"])
-        mus, mu_nexts, products = _advance_products(
-            [s["mu_product"] for s in states], counts, beta1, host(values["momentum_decay"])
-        )
+        decay = host(values["momentum_decay"])
+        mus = [_momentum_at(beta1, decay, t) for t in counts]
+        mu_nexts = [_momentum_at(beta1, decay, t + 1) for t in counts]
+        # the products as the loop's in-place multiply leaves them, in their own dtype
+        new_products = torch._foreach_mul([s["mu_product"] for s in states], mus)
+        products = [product.item() for product in new_products]
         scalars = dict(
             lr=host(values["lr"]),
             beta1=beta1,
@@ -379,5 +383,7 @@ class NAdam(Optimizer):
                 nadam_coefficients(t, mu, nxt, prod, **scalars)
                 for t, mu, nxt, prod in zip(counts, mus, mu_nexts, products)
             ],
+            advance=steps,
             l2=scalars["weight_decay"] != 0 and not scalars["decoupled_weight_decay"],
         )
+        torch._foreach_copy_([s["mu_product"] for s in states], new_products)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from descend.compiled import Kernel, host
+from descend.compiled import Kernel, host, step_counts
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
 from descend.optimizer import Optimizer, as_real, foreach_l2_grads, per_device_and_dtype
 
@@ -296,11 +296,10 @@ class RAdam(Optimizer):
         self, group: dict[str, Any], values: dict, params: list[Tensor], states: list[dict]
     ) -> None:
         """``impl="compiled"``: :data:`RADAM_KERNEL` on the tensors whose step is rectified
-        and, separately, on those whose step is not (the steps advance here, on the host,
-        as in :func:`radam_loop`)."""
+        and, separately, on those whose step is not (the steps are counted on the host as
+        in :func:`radam_loop`, and advance once each call is done)."""
         steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
-        counts = [step.item() for step in steps]
+        counts = step_counts(steps)
         beta1, beta2 = (host(beta) for beta in values["betas"])
         scalars = dict(
             lr=host(values["lr"]),
@@ -327,6 +326,7 @@ class RAdam(Optimizer):
                     [as_real(states[i]["exp_avg_sq"]) for i in indices],
                 ],
                 [rows[counts[i]] for i in indices],
+                advance=[steps[i] for i in indices],
                 l2=l2,
                 rectified=rectified,
             )

@@ -297,6 +297,7 @@ class RMSprop(Optimizer):
                     [as_real(s["momentum_buffer"]) for s in states] if with_momentum else None,
                 ],
                 step_rows([s["step"] for s in states], row),
+                advance=[s["step"] for s in states],
                 l2=row[1] != 0,
             )
             return

@@ -272,6 +272,7 @@ class Rprop(Optimizer):
                     [as_real(s["step_size"]) for s in states],
                 ],
                 step_rows([s["step"] for s in states], row),
+                advance=[s["step"] for s in states],
                 clamp_min=step_size_min is not None,
                 clamp_max=step_size_max is not None,
             )

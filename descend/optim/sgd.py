@@ -278,7 +278,7 @@ class SGD(Optimizer):
 
     def _update_compiled(self, group: dict[str, Any], values: Values, params: list[Tensor]) -> None:
         """The update with :func:`sgd_kernel`; new momentum buffers start as zeros that
-        the kernel fills with the first direction."""
+        the kernel fills with the first direction, and join the state once it is done."""
         scalars = dict(
             lr=host(values["lr"]),
             momentum=host(values["momentum"]),
@@ -287,20 +287,21 @@ class SGD(Optimizer):
             maximize=group["maximize"],
         )
         buffers = None
-        fresh = [False] * len(params)
+        created: dict[int, Tensor] = {}  # new buffers, kept once the update is done
         if self._keeps_buffer(group["momentum"]):
             buffers = []
             for i, param in enumerate(params):
-                state = self.state[param]
-                if state.get("momentum_buffer") is None:  # new, or None in old checkpoints
-                    state["momentum_buffer"] = torch.zeros_like(
+                buffer = self.state[param].get("momentum_buffer")
+                if buffer is None:  # new, or None in old checkpoints
+                    buffer = created[i] = torch.zeros_like(
                         param, memory_format=torch.preserve_format
                     )
-                    fresh[i] = True
-                buffers.append(as_real(state["momentum_buffer"]))
+                buffers.append(as_real(buffer))
         SGD_KERNEL(
             [[as_real(p) for p in params], [as_real(p.grad) for p in params], buffers],
-            [sgd_coefficients(new, **scalars) for new in fresh],
+            [sgd_coefficients(i in created, **scalars) for i in range(len(params))],
             l2=scalars["weight_decay"] != 0,
             nesterov=buffers is not None and group["nesterov"],
         )
+        for i, buffer in created.items():
+            self.state[params[i]]["momentum_buffer"] = buffer
