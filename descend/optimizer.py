@@ -72,6 +72,19 @@ def as_real(tensor: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(tensor) if tensor.is_complex() else tensor
 
 
+def kernel_tensors(
+    params: Sequence[torch.Tensor], states: Sequence[dict], *names: str | None
+) -> list[list[torch.Tensor] | None]:
+    """The parallel lists a compiled kernel (:mod:`descend.compiled`) updates: the
+    parameters, their gradients, then each named state entry (None for a name given as
+    None: state an option leaves out); complex tensors as real views."""
+    return [
+        [as_real(p) for p in params],
+        [as_real(p.grad) for p in params],
+        *(None if name is None else [as_real(s[name]) for s in states] for name in names),
+    ]
+
+
 def per_device_and_dtype(update: Callable[..., None]) -> Callable[..., None]:
     """Run a multi-tensor update once per (device, dtype) of the tensors in its first list.
 

@@ -29,7 +29,7 @@ from descend.cli import build_parser, compare, lr_find, main, schedule
 from descend.cli.demo import demo_config, demo_config_text
 from descend.cli.spec import parse_config, parse_run, parse_value
 from descend.cli.tasks import get_task
-from descend.cli.train import eval_steps
+from descend.cli.train import eval_steps, single_threaded
 from descend.schedules import Cosine, Warmup
 
 # matplotlib's default cycle, the colors of runs 0 and 1 in every figure
@@ -55,16 +55,6 @@ def color_pixels(path: Path, rgb: tuple[int, int, int], tolerance: int = 40) -> 
     """How many pixels of the PNG at ``path`` are within ``tolerance`` of ``rgb``."""
     image = imread(path)[..., :3] * 255
     return int((np.abs(image - np.array(rgb)).max(axis=-1) < tolerance).sum())
-
-
-@contextlib.contextmanager
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------
@@ -135,7 +125,7 @@ def test_compare_trains_as_a_loop_written_by_hand(report):
     sgd, adamw = results(report[0])["runs"]
     task, device = get_task("digits"), torch.device("cpu")
     lr = Warmup(Cosine(3e-3, STEPS - 2), 2)
-    with one_thread():
+    with single_threaded():
         for record, make in (
             (sgd, lambda p: descend.SGD(p, lr=0.1)),
             (adamw, lambda p: descend.AdamW(p, lr=lr, weight_decay=0.01)),

@@ -13,6 +13,7 @@ import torch
 import descend
 from descend.cli import tasks
 from descend.cli.tasks import TASKS, Task, get_task
+from descend.cli.train import single_threaded
 
 CPU = torch.device("cpu")
 NAMES = ("digits", "rosenbrock", "quadratic", "charlm")
@@ -23,10 +24,8 @@ STOCHASTIC = ("digits", "charlm")  # the others' batches are None
 @pytest.fixture
 def one_thread():
     """Torch on one CPU thread: these tiny models run ten times slower on two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_threaded():
+        yield
 
 
 def _train(task: Task, steps: int, lr: float, seed: int = 0) -> tuple[dict, dict, list[float]]:

@@ -16,6 +16,7 @@ from descend.optimizer import (
     as_real,
     foreach_add_scaled_,
     foreach_l2_grads,
+    kernel_tensors,
     per_device_and_dtype,
 )
 
@@ -211,12 +212,7 @@ class Adadelta(Optimizer):
                 maximize=group["maximize"],
             )
             ADADELTA_KERNEL(
-                [
-                    [as_real(p) for p in params],
-                    [as_real(p.grad) for p in params],
-                    [as_real(s["square_avg"]) for s in states],
-                    [as_real(s["acc_delta"]) for s in states],
-                ],
+                kernel_tensors(params, states, "square_avg", "acc_delta"),
                 step_rows([s["step"] for s in states], row),
                 advance=[s["step"] for s in states],
                 l2=weight_decay != 0,

@@ -16,6 +16,7 @@ from descend.optimizer import (
     as_real,
     foreach_addcdiv_,
     foreach_l2_grads,
+    kernel_tensors,
     per_device_and_dtype,
     scalar_dtype,
     scalar_value,
@@ -320,11 +321,7 @@ class Adagrad(Optimizer):
                 maximize=group["maximize"],
             )
             ADAGRAD_KERNEL(
-                [
-                    [as_real(p) for p in params],
-                    [as_real(p.grad) for p in params],
-                    [as_real(state["sum"]) for state in states],
-                ],
+                kernel_tensors(params, states, "sum"),
                 step_rows(
                     [state["step"] for state in states],
                     lambda t: adagrad_coefficients(t, **scalars),

@@ -17,6 +17,7 @@ from descend.optimizer import (
     as_real,
     foreach_addcdiv_,
     foreach_l2_grads,
+    kernel_tensors,
     per_device_and_dtype,
     scalar_sqrt,
     scalar_value,
@@ -324,13 +325,9 @@ class Adam(Optimizer):
                 **options,
             )
             ADAM_KERNEL(
-                [
-                    [as_real(p) for p in params],
-                    [as_real(p.grad) for p in params],
-                    [as_real(s["exp_avg"]) for s in states],
-                    [as_real(s["exp_avg_sq"]) for s in states],
-                    [as_real(s["max_exp_avg_sq"]) for s in states] if amsgrad else None,
-                ],
+                kernel_tensors(
+                    params, states, "exp_avg", "exp_avg_sq", "max_exp_avg_sq" if amsgrad else None
+                ),
                 step_rows([s["step"] for s in states], lambda t: adam_coefficients(t, **scalars)),
                 advance=[s["step"] for s in states],
                 l2=scalars["weight_decay"] != 0 and not scalars["decoupled_weight_decay"],

@@ -16,6 +16,7 @@ from descend.optimizer import (
     as_real,
     foreach_addcdiv_,
     foreach_l2_grads,
+    kernel_tensors,
     per_device_and_dtype,
     scalar_value,
 )
@@ -236,12 +237,7 @@ class Adamax(Optimizer):
                 maximize=group["maximize"],
             )
             ADAMAX_KERNEL(
-                [
-                    [as_real(p) for p in params],
-                    [as_real(p.grad) for p in params],
-                    [as_real(s["exp_avg"]) for s in states],
-                    [as_real(s["exp_inf"]) for s in states],
-                ],
+                kernel_tensors(params, states, "exp_avg", "exp_inf"),
                 step_rows([s["step"] for s in states], lambda t: adamax_coefficients(t, **scalars)),
                 advance=[s["step"] for s in states],
                 l2=scalars["weight_decay"] != 0,

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from descend.compiled import Kernel, host, step_counts
 from descend.hyperparams import Rule, any_real, nonnegative
-from descend.optimizer import Optimizer, as_real, per_device_and_dtype, scalar_dtype
+from descend.optimizer import Optimizer, as_real, kernel_tensors, per_device_and_dtype, scalar_dtype
 
 
 def _next_eta_and_mu(
@@ -344,11 +344,7 @@ class ASGD(Optimizer):
             for eta, mu in zip(etas, mus)
         ]
         ASGD_KERNEL(
-            [
-                [as_real(p) for p in params],
-                [as_real(p.grad) for p in params],
-                [as_real(s["ax"]) for s in states],
-            ],
+            kernel_tensors(params, states, "ax"),
             rows,
             advance=steps,
             l2=weight_decay != 0,

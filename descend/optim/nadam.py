@@ -16,6 +16,7 @@ from descend.optimizer import (
     as_real,
     foreach_addcdiv_,
     foreach_l2_grads,
+    kernel_tensors,
     per_device_and_dtype,
     scalar_dtype,
     scalar_sqrt,
@@ -373,12 +374,7 @@ class NAdam(Optimizer):
             decoupled_weight_decay=group["decoupled_weight_decay"],
         )
         NADAM_KERNEL(
-            [
-                [as_real(p) for p in params],
-                [as_real(p.grad) for p in params],
-                [as_real(s["exp_avg"]) for s in states],
-                [as_real(s["exp_avg_sq"]) for s in states],
-            ],
+            kernel_tensors(params, states, "exp_avg", "exp_avg_sq"),
             [
                 nadam_coefficients(t, mu, nxt, prod, **scalars)
                 for t, mu, nxt, prod in zip(counts, mus, mu_nexts, products)

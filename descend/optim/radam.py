@@ -10,7 +10,13 @@ from torch import Tensor
 
 from descend.compiled import Kernel, host, step_counts
 from descend.hyperparams import Rule, in_unit_interval, nonnegative
-from descend.optimizer import Optimizer, as_real, foreach_l2_grads, per_device_and_dtype
+from descend.optimizer import (
+    Optimizer,
+    as_real,
+    foreach_l2_grads,
+    kernel_tensors,
+    per_device_and_dtype,
+)
 
 RECTIFY_ABOVE = 5.0
 """The adaptive step is used once the approximated SMA length exceeds this (as torch)."""
@@ -319,12 +325,12 @@ class RAdam(Optimizer):
             batches.setdefault(rectification(beta2, t) is not None, []).append(i)
         for rectified, indices in batches.items():
             RADAM_KERNEL(
-                [
-                    [as_real(params[i]) for i in indices],
-                    [as_real(params[i].grad) for i in indices],
-                    [as_real(states[i]["exp_avg"]) for i in indices],
-                    [as_real(states[i]["exp_avg_sq"]) for i in indices],
-                ],
+                kernel_tensors(
+                    [params[i] for i in indices],
+                    [states[i] for i in indices],
+                    "exp_avg",
+                    "exp_avg_sq",
+                ),
                 [rows[counts[i]] for i in indices],
                 advance=[steps[i] for i in indices],
                 l2=l2,

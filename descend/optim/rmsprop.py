@@ -17,6 +17,7 @@ from descend.optimizer import (
     foreach_add_scaled_,
     foreach_addcdiv_,
     foreach_l2_grads,
+    kernel_tensors,
     per_device_and_dtype,
 )
 
@@ -289,13 +290,13 @@ class RMSprop(Optimizer):
                 maximize=group["maximize"],
             )
             RMSPROP_KERNEL(
-                [
-                    [as_real(p) for p in params],
-                    [as_real(p.grad) for p in params],
-                    [as_real(s["square_avg"]) for s in states],
-                    [as_real(s["grad_avg"]) for s in states] if centered else None,
-                    [as_real(s["momentum_buffer"]) for s in states] if with_momentum else None,
-                ],
+                kernel_tensors(
+                    params,
+                    states,
+                    "square_avg",
+                    "grad_avg" if centered else None,
+                    "momentum_buffer" if with_momentum else None,
+                ),
                 step_rows([s["step"] for s in states], row),
                 advance=[s["step"] for s in states],
                 l2=row[1] != 0,

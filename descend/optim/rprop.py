@@ -9,7 +9,14 @@ from torch import Tensor
 
 from descend.compiled import Kernel, host, step_rows
 from descend.hyperparams import Rule, any_real, in_open_unit_interval, nonnegative
-from descend.optimizer import Optimizer, Values, as_real, per_device_and_dtype, scalar_dtype
+from descend.optimizer import (
+    Optimizer,
+    Values,
+    as_real,
+    kernel_tensors,
+    per_device_and_dtype,
+    scalar_dtype,
+)
 
 
 def growth_factor(name: str, value: float) -> None:
@@ -265,12 +272,7 @@ class Rprop(Optimizer):
                 maximize=group["maximize"],
             )
             RPROP_KERNEL(
-                [
-                    [as_real(p) for p in params],
-                    [as_real(p.grad) for p in params],
-                    [as_real(s["prev"]) for s in states],
-                    [as_real(s["step_size"]) for s in states],
-                ],
+                kernel_tensors(params, states, "prev", "step_size"),
                 step_rows([s["step"] for s in states], row),
                 advance=[s["step"] for s in states],
                 clamp_min=step_size_min is not None,
