@@ -18,7 +18,10 @@ it into a single loop, and runs it on each tensor, or on each flat buffer
   the bias corrections computed inside, a compiled Adam was compute-bound, at about twice
   the time per element);
 - boolean options (AMSGrad, L2 weight decay, ...) are compiled in: each combination in
-  use is compiled once.
+  use is compiled once;
+- once compiled, the kernel is called on dense tensors without torch.compile's guards
+  (see :class:`_Compiled`), which would cost more on the host than a tensor of 10^4
+  elements takes to update.
 
 Where compilation fails (no C++ compiler, an unsupported platform), the first call warns
 once and the kernel runs eagerly from then on: the same math, more passes.
@@ -26,6 +29,7 @@ once and the kernel runs eagerly from then on: the same math, more passes.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -140,35 +144,44 @@ class Kernel:
         if not tensors[0]:
             return
         absent = tuple(lst is None for lst in tensors)
+        flag_key = tuple(sorted(flags.items()))
         eager = self._eager or torch.compiler.is_compiling()
         coefficients: dict[tuple[tuple[float, ...], torch.device], Tensor] = {}
+        keys: dict[tuple[torch.dtype, torch.device], tuple] = {}
         with torch.no_grad():
-            for i in range(len(tensors[0])):
-                param = tensors[0][i]
-                row = (tuple(rows[i]), param.device)
+            for i, param in enumerate(tensors[0]):
+                device = param.device
+                row = (tuple(rows[i]), device)
                 c = coefficients.get(row)
                 if c is None:
-                    c = torch.tensor(row[0], dtype=torch.float64).to(param.device)
+                    c = torch.tensor(row[0], dtype=torch.float64).to(device)
+                    if not eager:  # one graph for every size of tensor, none for its size
+                        torch._dynamo.mark_static(c)
                     coefficients[row] = c
-                views = _one_dimensional([None if lst is None else lst[i] for lst in tensors])
+                views, dense = _one_dimensional(
+                    [None if lst is None else lst[i] for lst in tensors]
+                )
                 if eager or views[0].numel() <= 1:
                     self.function(*views, c, **flags)
-                else:
-                    key = (param.dtype, str(param.device), absent, *sorted(flags.items()))
-                    eager = not self._run(key, views, c, flags)
+                    continue
+                key = keys.get((param.dtype, device))
+                if key is None:
+                    key = (param.dtype, str(device), absent, flag_key)
+                    keys[param.dtype, device] = key
+                eager = not self._run(key, views, c, flags, dense)
         if advance:
             torch._foreach_add_(list(advance), 1)
 
-    def _run(self, key: tuple, views: list, c: Tensor, flags: dict[str, bool]) -> bool:
+    def _run(self, key: tuple, views: list, c: Tensor, flags: dict[str, bool], dense: bool) -> bool:
         """Run the compiled kernel for ``key``, compiling it first if needed; on failure
-        warn, run eagerly, and return False."""
+        warn, run eagerly, and return False. ``dense``: the views are dense and 1-D."""
         compiled = self._compiled.get(key)
         if compiled is not None:
-            compiled(*views, c, **flags)
+            compiled(views, c, flags, dense)
             return True
         try:
-            compiled = torch.compile(_entry_point(self.function, len(self._compiled)), dynamic=True)
-            compiled(*views, c, **flags)
+            compiled = _Compiled(_entry_point(self.function, len(self._compiled)))
+            compiled(views, c, flags, dense)
         except Exception as error:  # compilation failed: no compiler, say
             self._eager = True
             warnings.warn(
@@ -181,6 +194,117 @@ class Kernel:
             return False
         self._compiled[key] = compiled
         return True
+
+
+class _Compiled:
+    """One entry point under ``torch.compile``, and, once it has compiled its graph for
+    dense 1-D tensors, a direct call of that graph.
+
+    A call through torch.compile first runs dynamo's guards and wrappers, which cost
+    about 20 microseconds on the host, as long as Adam takes on 40,000 elements. Where the
+    guards can only pass, the compiled graph is called directly instead: the kernel's
+    inputs here are always of the dtype, device and state tensors of the entry point's
+    key, detached and without autograd, and the direct call is used only for dense 1-D
+    tensors of at least two elements on distinct storage, the inputs the graph was
+    compiled for. The graph's own checks of sizes and strides still run. Anything else
+    (another layout, a graph break, a torch whose internals differ) goes through
+    torch.compile as before.
+    """
+
+    def __init__(self, entry: Callable[..., None]) -> None:
+        self._graphs: list[tuple[Callable[..., Any], list | None]] = []
+        compile_fx = _inductor_compile()
+        backend: Any = "inductor" if compile_fx is None else self._capture(compile_fx)
+        self._dynamo = torch.compile(entry, dynamic=True, backend=backend)
+        self._direct: tuple[Callable[..., Any], list] | None = None
+
+    def __call__(self, views: list, c: Tensor, flags: dict[str, bool], dense: bool) -> None:
+        """Update ``views`` (1-D and dense where ``dense``) with coefficients ``c``."""
+        direct = self._direct
+        args = (*views, c)
+        dense = dense and _distinct_storage(views)
+        if direct is not None and dense:
+            graph, recipe = direct
+            try:
+                graph(*[args[i] if read is None else read(args[i]) for i, read in recipe])
+                return
+            except AssertionError:  # the graph's size checks, before it changes anything
+                self._direct = None
+        graphs = len(self._graphs)
+        self._dynamo(*args, **flags)
+        if direct is None and dense and len(self._graphs) == graphs + 1:
+            graph, recipe = self._graphs[-1]
+            if recipe is not None:
+                self._direct = graph, recipe
+
+    def _capture(self, compile_fx: Callable[..., Any]) -> Callable[..., Any]:
+        def backend(graph_module: torch.fx.GraphModule, example_inputs: list) -> Any:
+            graph = compile_fx(graph_module, example_inputs)
+            self._graphs.append((graph, _recipe(graph_module)))
+            return graph
+
+        return backend
+
+
+def _inductor_compile() -> Callable[..., Any] | None:
+    """Inductor's compiler of one dynamo graph (the ``"inductor"`` backend), or None if
+    this torch does not have it where descend looks."""
+    try:
+        from torch._inductor.compile_fx import compile_fx
+    except ImportError:
+        return None
+    return compile_fx
+
+
+def _recipe(graph_module: torch.fx.GraphModule) -> list | None:
+    """How to build the graph's inputs from the entry point's arguments: for each input,
+    the argument's index and None (the argument itself) or the function reading the
+    size, stride or storage offset it stands for; None when an input comes from
+    anything else, or the graph returns values (which dynamo's code would use)."""
+    try:
+        from torch._dynamo.source import GetItemSource, LocalSource, TensorPropertySource
+    except ImportError:
+        return None
+    readers = {"SIZE": Tensor.size, "STRIDE": Tensor.stride}
+    recipe: list = []
+    for node in graph_module.graph.nodes:
+        if node.op == "output":
+            if node.args != ((),):
+                return None
+            continue
+        if node.op != "placeholder":
+            continue
+        source = getattr(node.meta.get("grapharg"), "source", None)
+        read = None
+        if isinstance(source, TensorPropertySource):
+            name = source.prop.name
+            if name == "STORAGE_OFFSET":
+                read = Tensor.storage_offset
+            elif name in readers:
+                read = functools.partial(_dimension, readers[name], source.idx)
+            else:
+                return None
+            source = source.base
+        if not (
+            isinstance(source, GetItemSource)
+            and isinstance(source.base, LocalSource)
+            and source.base.local_name == "args"
+            and isinstance(source.index, int)
+        ):
+            return None
+        recipe.append((source.index, read))
+    return recipe
+
+
+def _dimension(read: Callable[[Tensor, int], int], dim: int, tensor: Tensor) -> int:
+    return read(tensor, dim)
+
+
+def _distinct_storage(views: list) -> bool:
+    """Whether no two of the tensors share storage (dynamo compiles aliased inputs
+    apart)."""
+    storages = [t.untyped_storage().data_ptr() for t in views if t is not None]
+    return len(set(storages)) == len(storages)
 
 
 def _entry_point(function: Callable[..., None], number: int) -> Callable[..., None]:
@@ -207,22 +331,20 @@ def _first_line(error: Exception) -> str:
     return lines[0] if lines else ""
 
 
-def _one_dimensional(tensors: list[Tensor | None]) -> list[Tensor | None]:
+def _one_dimensional(tensors: list[Tensor | None]) -> tuple[list[Tensor | None], bool]:
     """The tensors as 1-D views over the same memory when they are all dense with the
     same strides (contiguous, channels-last, ...), so that one compiled loop serves every
     shape; otherwise as they are. Detached: a parameter's view would require grad, and
-    torch.compile would compile another variant for it."""
+    torch.compile would compile another variant for it. The flag says which it was."""
     present = [t for t in tensors if t is not None]
+    if all(t.is_contiguous() for t in present):
+        return [None if t is None else t.detach().view(-1) for t in tensors], True
     strides = present[0].stride()
     detached = [None if t is None else t.detach() for t in tensors]
-    if any(t.stride() != strides for t in present):
-        return detached
-    if present[0].is_contiguous():
-        return [None if t is None else t.view(-1) for t in detached]
-    if _dense(present[0]):
-        numel = present[0].numel()
-        return [None if t is None else t.as_strided((numel,), (1,)) for t in detached]
-    return detached
+    if any(t.stride() != strides for t in present) or not _dense(present[0]):
+        return detached, False
+    numel = present[0].numel()
+    return [None if t is None else t.as_strided((numel,), (1,)) for t in detached], True
 
 
 def _dense(tensor: Tensor) -> bool:

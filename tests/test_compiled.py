@@ -298,7 +298,7 @@ def test_sgd_and_asgd_compile_flat_buffers_but_not_tensor_by_tensor(monkeypatch)
 
 @pytest.mark.parametrize(("cls", "options"), CASES, ids=IDS)
 def test_a_step_interrupted_while_compiling_changes_nothing(cls, options, monkeypatch):
-    def interrupted(self, key, views, c, flags):
+    def interrupted(self, key, views, c, flags, dense):
         raise KeyboardInterrupt
 
     reference, model = make_model(), make_model()
@@ -320,3 +320,110 @@ def test_a_step_interrupted_while_compiling_changes_nothing(cls, options, monkey
     assert str(before[1]) == str(after[1])  # the same entries, steps and values
     opt.step()  # the same gradients: the step it did not take
     assert_close(reference, opt_ref, model, opt)
+
+
+def _adam_row() -> tuple[float, ...]:
+    """A coefficient row of descend.optim.adam's kernel (step 1, lr 1e-2)."""
+    return tuple(
+        descend.optim.adam.adam_coefficients(
+            1,
+            lr=1e-2,
+            beta1=0.9,
+            beta2=0.999,
+            eps=1e-8,
+            weight_decay=0.0,
+            decoupled_weight_decay=False,
+            maximize=False,
+        )
+    )
+
+
+def _adam_tensors(numel: int, seed: int, layout=lambda t: t) -> list:
+    generator = torch.Generator().manual_seed(seed)
+    param, grad = (layout(torch.randn(numel, generator=generator, dtype=F64)) for _ in "pg")
+    return [param, grad, torch.zeros_like(param), torch.zeros_like(param), None]
+
+
+def _adam_eager(tensors: list, steps: int) -> None:
+    c = torch.tensor(_adam_row(), dtype=F64)
+    for _ in range(steps):
+        descend.optim.adam.adam_kernel(*tensors, c, l2=False, nesterov=False)
+
+
+def _counting_dynamo(kernel: Kernel) -> list[int]:
+    """Wrap every compiled entry point's torch.compile callable with a call counter."""
+    calls = [0]
+    for entry in kernel._compiled.values():
+        dynamo = entry._dynamo
+
+        def counted(*args, _dynamo=dynamo, **kwargs):
+            calls[0] += 1
+            return _dynamo(*args, **kwargs)
+
+        entry._dynamo = counted
+    return calls
+
+
+@pytest.mark.parametrize("first", [10, 1000], ids=["first-as-long-as-the-row", "first-longer"])
+def test_dense_tensors_call_the_compiled_graph_directly_after_compiling(first):
+    # torch.compile's guards cost ~20 us per call: once the graph for dense 1-D tensors
+    # exists, later calls of any size skip them. The row has 10 coefficients: a first
+    # tensor of 10 elements must not get a graph that takes one size for both.
+    kernel = Kernel(descend.optim.adam.adam_kernel)
+    sizes = [first, 1000, 10, 7, 2, 12345]
+    tensors = [_adam_tensors(numel, seed) for seed, numel in enumerate(sizes)]
+    expected = [[t if t is None else t.clone() for t in group] for group in tensors]
+    for group in expected:
+        _adam_eager(group, steps=3)
+    lists = [[group[k] for group in tensors] for k in range(4)] + [None]
+    kernel(lists, [_adam_row()] * len(sizes), l2=False, nesterov=False)
+    (entry,) = kernel._compiled.values()
+    assert entry._direct is not None
+    assert len(entry._graphs) == 1
+    calls = _counting_dynamo(kernel)
+    for _ in range(2):
+        kernel(lists, [_adam_row()] * len(sizes), l2=False, nesterov=False)
+    assert calls == [0]
+    for group, reference in zip(tensors, expected):
+        for tensor, want in zip(group[:4], reference[:4]):
+            torch.testing.assert_close(tensor, want, rtol=1e-13, atol=1e-15)
+
+
+def test_other_layouts_and_shared_storage_go_through_torch_compile():
+    kernel = Kernel(descend.optim.adam.adam_kernel)
+    row = [_adam_row()]
+    warm = _adam_tensors(100, 0)
+    kernel([[t] if t is not None else None for t in warm], row, l2=False, nesterov=False)
+    calls = _counting_dynamo(kernel)
+    # a strided 1-D layout, and a gradient sharing the parameter's storage
+    strided = _adam_tensors(200, 1, layout=lambda t: t[::2])
+    buffer = torch.randn(200, dtype=F64, generator=torch.Generator().manual_seed(2))
+    shared = [buffer[:100], buffer[100:], torch.zeros(100, dtype=F64), torch.zeros(100, dtype=F64)]
+    shared.append(None)
+    for tensors in (strided, shared):
+        expected = [t if t is None else t.clone() for t in tensors]
+        _adam_eager(expected, steps=1)
+        kernel([[t] if t is not None else None for t in tensors], row, l2=False, nesterov=False)
+        for tensor, want in zip(tensors[:4], expected[:4]):
+            torch.testing.assert_close(tensor, want, rtol=1e-13, atol=1e-15)
+    assert calls == [2]
+
+
+def test_a_direct_call_the_graph_refuses_falls_back_to_torch_compile():
+    # the graph checks its inputs' sizes before it writes anything: a recipe that no
+    # longer fits (a torch whose graphs take their inputs differently) costs one
+    # refused call, then torch.compile serves the kernel again
+    kernel = Kernel(descend.optim.adam.adam_kernel)
+    row = [_adam_row()]
+    tensors = _adam_tensors(100, 0)
+    kernel([[t] if t is not None else None for t in tensors], row, l2=False, nesterov=False)
+    (entry,) = kernel._compiled.values()
+    graph, recipe = entry._direct
+    # the parameter where the coefficients go: not of the row's length
+    entry._direct = graph, [(0 if (i, read) == (5, None) else i, read) for i, read in recipe]
+    expected = [t if t is None else t.clone() for t in tensors]
+    _adam_eager(expected, steps=1)
+    kernel([[t] if t is not None else None for t in tensors], row, l2=False, nesterov=False)
+    for tensor, want in zip(tensors[:4], expected[:4]):
+        torch.testing.assert_close(tensor, want, rtol=1e-13, atol=1e-15)
+    assert entry._direct is None
