@@ -18,6 +18,7 @@ from descend.averaging import (
     get_swa_multi_avg_fn,
     update_bn,
 )
+from descend.checkpoint import load, save
 from descend.flat import FlatBuffer, flatten
 from descend.lr_finder import LRFinderResult, lr_find
 from descend.optim import (
@@ -69,8 +70,10 @@ __all__ = [
     "get_ema_multi_avg_fn",
     "get_swa_avg_fn",
     "get_swa_multi_avg_fn",
+    "load",
     "lr_find",
     "lr_scheduler",
+    "save",
     "schedules",
     "update_bn",
 ]

@@ -210,7 +210,8 @@ def flatten(params: torch.nn.Module | Iterable[Tensor]) -> list[FlatBuffer]:
     and so are duplicates and, in a module, the weights of embeddings with
     ``sparse=True``. Values and gradients are kept. Flattening again (after moving the
     model, say) makes new buffers; an optimizer gathers its state for them at its next
-    step.
+    step. Tensor subclasses that dispatch their operations (DTensor parameters of
+    FSDP2, say) are refused with a ``TypeError``, before anything changes.
     """
     global _generation
     sparse: set[int] = set()
@@ -228,6 +229,13 @@ def flatten(params: torch.nn.Module | Iterable[Tensor]) -> list[FlatBuffer]:
     for tensor in tensors:
         if not isinstance(tensor, Tensor):
             raise TypeError(f"flatten takes tensors, got {type(tensor).__name__} {tensor!r}")
+        if type(tensor).__torch_dispatch__ is not Tensor.__torch_dispatch__:
+            raise TypeError(
+                f"flatten takes tensors that hold their own data, got a "
+                f"{type(tensor).__name__} of shape {tuple(tensor.shape)}: a tensor subclass "
+                "that dispatches its operations (a DTensor sharded by FSDP2, say) keeps its "
+                "data where its owner manages it; leave it unflattened"
+            )
         if id(tensor) in seen or id(tensor) in sparse or tensor.is_sparse:
             continue
         if not tensor.requires_grad or not (tensor.is_floating_point() or tensor.is_complex()):

@@ -21,6 +21,7 @@ checks it (the ``Rule`` functions), with errors that name the option and its val
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -74,6 +75,17 @@ def any_real(name: str, value: float) -> None:
 nonnegative = at_least(0.0)
 
 
+def optional(rule: Rule) -> Rule:
+    """``rule``, for an entry of a tuple option that may also be None (Adafactor's
+    ``eps[0]``, Rprop's ``step_sizes``); other tuple entries must be numbers."""
+
+    def checked(name: str, value: float) -> None:
+        rule(name, value)
+
+    checked.accepts_none = True  # type: ignore[attr-defined]
+    return checked
+
+
 def check_real(name: str, tensor: torch.Tensor) -> None:
     """Refuse a tensor of complex numbers or booleans as a value of option ``name``."""
     if tensor.is_complex() or tensor.dtype == torch.bool:
@@ -82,7 +94,7 @@ def check_real(name: str, tensor: torch.Tensor) -> None:
 
 def _one_element(name: str, tensor: torch.Tensor) -> float:
     check_real(name, tensor)
-    return float(tensor.item())
+    return float(tensor.detach().item())
 
 
 def _from_step_sequence(name: str, values: Any, step: int) -> Any:
@@ -103,6 +115,36 @@ def is_step_sequence(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
+def _as_float(name: str, value: Any) -> float:
+    """``float(value)``; an integer or fraction past float's range is refused by name."""
+    try:
+        return float(value)
+    except OverflowError:
+        size = f"{len(str(abs(int(value))))} digits" if isinstance(value, numbers.Integral) else ""
+        raise ValueError(
+            f"{name} is out of the range of a float, got {type(value).__name__} "
+            f"{size or repr(value)}"
+        ) from None
+
+
+def _call(name: str, schedule: Callable[[int], Any], step: int) -> Any:
+    """``schedule(step)``; a callable that cannot take the step is refused by name (a
+    TypeError from inside a schedule that can is the schedule's own, and passes)."""
+    try:
+        return schedule(step)
+    except TypeError as error:
+        try:
+            inspect.signature(schedule).bind(step)
+        except TypeError:
+            raise TypeError(
+                f"{name} is a callable, {schedule!r}, that cannot be called with the step "
+                f"({error}); a schedule takes the step as its one argument"
+            ) from error
+        except ValueError:  # no signature to read (some builtins): not ours to judge
+            pass
+        raise
+
+
 def resolve(name: str, value: Any, step: int) -> float:
     """The number that ``value`` stands for at ``step`` (see the module docstring).
 
@@ -110,7 +152,7 @@ def resolve(name: str, value: Any, step: int) -> float:
     sequence has no value for ``step``; both messages name the option.
     """
     if _is_real_number(value):
-        return float(value)
+        return _as_float(name, value)
     if isinstance(value, torch.Tensor):
         if value.numel() == 1:
             return _one_element(name, value)
@@ -130,13 +172,17 @@ def resolve(name: str, value: Any, step: int) -> float:
         return resolve(name, _from_step_sequence(name, value, step).item(), step)
     if is_step_sequence(value):
         item = _from_step_sequence(name, value, step)
+        if isinstance(item, torch.Tensor) and item.numel() != 1:
+            raise TypeError(
+                f"{name}[{step}] must be a number, got a tensor of shape {tuple(item.shape)}"
+            )
         if not _is_real_number(item) and not isinstance(item, (torch.Tensor, np.generic)):
             raise TypeError(f"{name}[{step}] must be a number, got {type(item).__name__} {item!r}")
         return resolve(f"{name}[{step}]", item, step)
     if isinstance(value, np.generic) and _is_real_number(value.item()):
         return float(value.item())
     if callable(value):
-        result = value(step)
+        result = _call(name, value, step)
         if isinstance(result, torch.Tensor) and result.numel() == 1:
             return _one_element(name, result)
         if isinstance(result, (np.generic, np.ndarray)) and np.size(result) == 1:
@@ -146,7 +192,7 @@ def resolve(name: str, value: Any, step: int) -> float:
                 f"{name} is a schedule, {value!r}, and at step {step} it returned "
                 f"{type(result).__name__} {result!r} instead of a number"
             )
-        return float(result)
+        return _as_float(f"{name} (at step {step})", result)
     raise TypeError(
         f"{name} must be a number, a one-element tensor, a sequence of per-step values or "
         f"a callable of the step, got {type(value).__name__} {value!r}"

@@ -34,7 +34,10 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 import math
+import numbers
+import sys
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
@@ -77,12 +80,50 @@ def kernel_tensors(
 ) -> list[list[torch.Tensor] | None]:
     """The parallel lists a compiled kernel (:mod:`descend.compiled`) updates: the
     parameters, their gradients, then each named state entry (None for a name given as
-    None: state an option leaves out); complex tensors as real views."""
+    None: state an option leaves out), each as :func:`kernel_tensor` makes it."""
     return [
-        [as_real(p) for p in params],
-        [as_real(p.grad) for p in params],
-        *(None if name is None else [as_real(s[name]) for s in states] for name in names),
+        [kernel_tensor(p, p) for p in params],
+        [kernel_tensor(p.grad, p) for p in params],
+        *(
+            None if name is None else [kernel_tensor(s[name], p) for s, p in zip(states, params)]
+            for name in names
+        ),
     ]
+
+
+def is_dtensor(tensor: Any) -> bool:
+    """Whether ``tensor`` is a DTensor (a parameter sharded by FSDP2, say). Without
+    importing ``torch.distributed.tensor`` (a second's work), which made every DTensor."""
+    dtensor = getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+    return dtensor is not None and isinstance(tensor, dtensor)
+
+
+def kernel_tensor(tensor: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """``tensor`` (``param``, its gradient or its state) as an elementwise kernel updates
+    it: a complex tensor as a real view, and a DTensor (a parameter sharded by FSDP2, say)
+    as this process's local part, since an elementwise update of each process's part is
+    the update of the whole. A gradient laid out otherwise than its parameter is
+    redistributed to the parameter's layout first (a collective, which every process
+    runs in its step); state laid out otherwise is refused, before anything changes."""
+    if is_dtensor(tensor) or is_dtensor(param):
+        if not (is_dtensor(tensor) and is_dtensor(param)):
+            raise RuntimeError(
+                f"a parameter of shape {tuple(param.shape)} and its gradient or state are "
+                "not both DTensors; load the state of sharded parameters with "
+                "torch.distributed.checkpoint.state_dict.set_optimizer_state_dict"
+            )
+        layout = (param.device_mesh, tuple(param.placements))
+        if (tensor.device_mesh, tuple(tensor.placements)) != layout:
+            if tensor is not param.grad:
+                raise RuntimeError(
+                    f"state of a DTensor parameter of shape {tuple(param.shape)} is laid out "
+                    f"as {tuple(tensor.placements)}, the parameter as "
+                    f"{tuple(param.placements)}; impl='compiled' updates each process's "
+                    "part and needs them alike (impl='loop' and 'foreach' do not)"
+                )
+            tensor = tensor.redistribute(*layout)
+        tensor = tensor.to_local()
+    return as_real(tensor)
 
 
 def per_device_and_dtype(update: Callable[..., None]) -> Callable[..., None]:
@@ -143,6 +184,17 @@ def scalar_sqrt(value: Scalar) -> Scalar:
     return value.sqrt() if isinstance(value, torch.Tensor) else math.sqrt(value)
 
 
+def foreach_copy_(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """``targets[i].copy_(sources[i])``: one multi-tensor op for plain tensors, one copy
+    per tensor for tensor subclasses (DTensor has no sharding rule for
+    ``_foreach_copy_``)."""
+    if all(type(t) in (torch.Tensor, torch.nn.Parameter) for t in targets):
+        torch._foreach_copy_(targets, sources)
+    else:
+        for target, source in zip(targets, sources):
+            target.copy_(source)
+
+
 def foreach_add_scaled_(
     targets: list[torch.Tensor], tensors: list[torch.Tensor], alpha: Scalar
 ) -> None:
@@ -188,6 +240,74 @@ def unscale_grads(params: list[torch.Tensor], scale: torch.Tensor) -> None:
         torch._foreach_div_(grads, scale.to(device))
 
 
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """Whether no entry of ``tensors`` is inf or NaN (a sparse tensor: its stored values; a
+    complex one: both parts).
+
+    One multi-tensor max-abs reduction (``torch._foreach_norm`` with ``ord=inf``, which
+    never overflows and propagates NaN) per device and dtype, and one host sync for all.
+    """
+    buckets: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for tensor in tensors:
+        values = as_real(tensor._values() if tensor.is_sparse else tensor)
+        if values.numel():
+            buckets.setdefault((values.device, values.dtype), []).append(values)
+    if not buckets:
+        return True
+    finite = [
+        torch.stack(torch._foreach_norm(bucket, math.inf)).isfinite().all()
+        for bucket in buckets.values()
+    ]
+    device = finite[0].device
+    return bool(torch.stack([flag.to(device) for flag in finite]).all())
+
+
+# Run eagerly while torch.compile traces a step: the answer is read on the host (a graph
+# break either way), and traced, dynamo would warn about the data-dependent branch.
+_all_finite_outside_graph = torch._disable_dynamo(all_finite)
+
+
+def _check_skip_nonfinite(value: Any) -> bool:
+    if isinstance(value, np.bool_):
+        value = bool(value)
+    if not isinstance(value, bool):
+        raise TypeError(f"skip_nonfinite must be True or False, got {value!r}")
+    return value
+
+
+def _taking_skip_nonfinite(init: Callable[..., None]) -> Callable[..., None]:
+    """A subclass's ``__init__`` that also takes the base's ``skip_nonfinite`` keyword.
+
+    Each optimizer builds its own defaults and calls the base without it, so the keyword
+    is taken here, checked before the optimizer is built, and set once it is. The
+    signature shows it after ``impl`` where the class has descend's keyword-only ``impl``;
+    classes that copy another framework's signature (``descend.compat.mindspore``) take it
+    without showing it.
+    """
+    signature = inspect.signature(init)
+    if "skip_nonfinite" in signature.parameters:
+        return init  # the class passes it on to the base itself
+
+    @functools.wraps(init)
+    def __init__(self: Optimizer, *args: Any, **kwargs: Any) -> None:
+        if "skip_nonfinite" not in kwargs:
+            init(self, *args, **kwargs)
+            return
+        skip = _check_skip_nonfinite(kwargs.pop("skip_nonfinite"))
+        init(self, *args, **kwargs)
+        self.skip_nonfinite = skip
+
+    parameters = list(signature.parameters.values())
+    impl = signature.parameters.get("impl")
+    if impl is not None and impl.kind is inspect.Parameter.KEYWORD_ONLY:
+        shown = inspect.Parameter(
+            "skip_nonfinite", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"
+        )
+        parameters.insert(parameters.index(impl) + 1, shown)
+    __init__.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return __init__
+
+
 @torch._disable_dynamo  # torch.compiler.disable, importing torch._dynamo only when called
 def _count_outside_graph(optimizer: Optimizer, skipped: bool) -> None:
     """``optimizer._count``, run eagerly while torch.compile traces a step (a graph break).
@@ -197,6 +317,28 @@ def _count_outside_graph(optimizer: Optimizer, skipped: bool) -> None:
     compile the step again at every step.
     """
     optimizer._count(skipped)  # eagerly: is_compiling() is False here
+
+
+def _sharding_mismatch(key: Any, name: str, param: torch.Tensor) -> str:
+    """Why the state entry ``name`` saved for parameter ``key`` does not fit ``param``: one
+    of the two is a DTensor (sharded by FSDP2, say), the other a plain tensor."""
+    where = f"state_dict state for parameter {key}: {name}"
+    if is_dtensor(param):
+        return (
+            f"{where} is a plain tensor, the parameter (shape {tuple(param.shape)}) a DTensor "
+            "(sharded by FSDP2, say); load it with "
+            "torch.distributed.checkpoint.state_dict.set_optimizer_state_dict, which shards "
+            "it as the parameters are (for the state of an unsharded model, as "
+            "get_optimizer_state_dict gives it, with "
+            "options=StateDictOptions(full_state_dict=True))"
+        )
+    return (
+        f"{where} is a DTensor (saved from sharded parameters), the parameter (shape "
+        f"{tuple(param.shape)}) a plain tensor; gather it first with "
+        "torch.distributed.checkpoint.state_dict.get_optimizer_state_dict(model, optimizer, "
+        "options=StateDictOptions(full_state_dict=True)), or load it with "
+        "set_optimizer_state_dict"
+    )
 
 
 def _where(index: int | None) -> str:
@@ -210,14 +352,34 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
         params: tensors, ``(name, tensor)`` pairs, or dicts defining parameter groups
             (``{"params": [...], "lr": 1e-2}``), as torch.optim accepts.
         defaults: the value of every option for groups that do not set it.
+        skip_nonfinite: skip every step whose gradients hold an inf or NaN (default
+            False). Every descend optimizer takes this keyword (see below).
 
     Attributes:
         steps_taken: how many :meth:`step` calls updated the parameters.
         steps_skipped: how many :meth:`step` calls were skipped because
-            ``torch.amp.GradScaler`` found an inf or NaN gradient (see below). A
-            scheduler that sees ``steps_taken`` unchanged since its last step knows that
-            every step since then was skipped. Both are plain integers, start at 0, and
-            are kept by ``pickle``/``copy.deepcopy`` but not by ``state_dict()``.
+            ``torch.amp.GradScaler`` found an inf or NaN gradient, or because
+            ``skip_nonfinite`` did (see below). A scheduler that sees ``steps_taken``
+            unchanged since its last step knows that every step since then was skipped.
+            Both are plain integers, start at 0, and are kept by ``pickle``/
+            ``copy.deepcopy`` but not by ``state_dict()``.
+        skip_nonfinite: the constructor's keyword; may be switched at any time. Kept by
+            ``pickle``/``copy.deepcopy``, not by ``state_dict()``: it says how this
+            optimizer treats bad gradients, not where the training stands.
+
+    Non-finite gradients: with ``skip_nonfinite=True`` a step first checks every gradient
+    it would use (per-parameter, sparse and complex ones, and the flat buffers of
+    :func:`descend.flatten`) with one max-abs reduction per device and dtype and one host
+    sync, after the closure (if any) ran and the options were checked. If one holds an inf
+    or NaN, the step changes no parameter, no state and no ``group["step"]`` (so schedules
+    do not advance), counts itself in ``steps_skipped`` and returns the closure's loss; the
+    gradients are left as they are. Every class derived from this one takes the keyword
+    (a wrapper of its ``__init__`` set up by ``__init_subclass__``): it is listed in the
+    signature after ``impl`` where the class has one. Optimizers with their own ``step``
+    honour it too; LBFGS, whose step evaluates the closure several times, checks the
+    gradients after every evaluation and, at the first bad one, puts back the parameters
+    and state it had at the start of the step (which costs one copy of the parameters
+    per step).
 
     Mixed precision: ``torch.amp.GradScaler.step(optimizer)`` sets ``optimizer.grad_scale``
     (the scale, or None when ``scaler.unscale_(optimizer)`` was called already) and
@@ -248,6 +410,11 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
     """Implementations this optimizer has; ``"loop"`` is the reference."""
     per_element_state: ClassVar[tuple[str, ...]] = ()
     """State entries shaped like their parameter (checked by ``load_state_dict``)."""
+    per_parameter_state: ClassVar[bool] = True
+    """Whether each parameter's state belongs to that parameter. False where the state
+    describes all the parameters together (L-BFGS keeps flat vectors, in parameter order,
+    on the first one): ``load_state_dict`` then refuses to pair by name parameters listed
+    in another order."""
     sparse_grad: ClassVar[str] = "refused"
     """Sparse gradients: ``"refused"``, ``"accepted"`` (handled by the loop) or
     ``"required"`` (dense ones are refused, as SparseAdam does)."""
@@ -261,8 +428,18 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
     _step_supports_amp_scaling: ClassVar[bool] = True
     """Tells ``torch.amp.GradScaler`` to hand the scale and the inf/NaN flag to
     :meth:`step` instead of unscaling and skipping the step itself."""
+    skip_nonfinite: bool = False
+    """Skip steps whose gradients hold an inf or NaN (see the class docstring)."""
 
-    def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _taking_skip_nonfinite(cls.__dict__["__init__"])
+
+    def __init__(
+        self, params: Iterable, defaults: dict[str, Any], *, skip_nonfinite: bool = False
+    ) -> None:
+        self.skip_nonfinite = _check_skip_nonfinite(skip_nonfinite)
         self.steps_taken = 0
         self.steps_skipped = 0
         defaults = dict(defaults)
@@ -286,10 +463,23 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
         """Replace torch.optim's ``foreach``/``fused``/``capturable``/``differentiable``
         keys in ``options`` by descend's ``impl``."""
         where = _where(index)
+        impl = options.get("impl")
+        if impl is not None and not isinstance(impl, str):
+            raise TypeError(
+                f"{where}impl must be one of {', '.join(map(repr, self.impls))} or None, got "
+                f"{type(impl).__name__} {impl!r}"
+            )
         foreach = options.pop("foreach", None)
         fused = options.pop("fused", None)
         options.pop("capturable", None)  # no effect: descend keeps step counts on the host
         differentiable = options.pop("differentiable", False)
+        for flag, value in (
+            ("foreach", foreach),
+            ("fused", fused),
+            ("differentiable", differentiable),
+        ):
+            if value is not None and not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{where}{flag} must be True, False or None, got {value!r}")
         if differentiable:
             raise ValueError(
                 f"{where}differentiable=True is not supported: descend updates parameters "
@@ -318,8 +508,12 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
         tuples here, as torch accepts them.
         """
         for name, rule in self.hyperparameter_rules.items():
-            if isinstance(rule, tuple) and isinstance(options.get(name), (list, torch.Tensor)):
-                options[name] = tuple(options[name])
+            value = options.get(name)
+            if isinstance(rule, tuple) and (
+                isinstance(value, list) or (isinstance(value, torch.Tensor) and value.dim() == 1)
+            ):
+                # a tensor's entries, detached: views with a grad_fn neither copy nor pickle
+                options[name] = tuple(value.detach() if isinstance(value, torch.Tensor) else value)
         for flag in self.flags:
             if isinstance(options.get(flag), np.bool_):
                 options[flag] = bool(options[flag])
@@ -371,6 +565,16 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
             else:
                 values[name] = self._resolve_one(name, value, step, rule, where)
         self._check_values(values, options, where)
+        for name, rule in self.hyperparameter_rules.items():
+            if isinstance(rule, tuple) and name in values:
+                for position, entry_rule in enumerate(rule):
+                    if values[name][position] is None and not getattr(
+                        entry_rule, "accepts_none", False
+                    ):
+                        raise TypeError(
+                            f"{where}{name}[{position}] must be a number, got None in "
+                            f"{options[name]!r}"
+                        )
         return values
 
     def _resolve_one(self, name: str, value: Any, step: int, rule: Rule, where: str) -> Scalar:
@@ -429,7 +633,16 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
                 f"{where}params must be an ordered collection (a list), not a set: a set's "
                 "order changes between runs"
             )
-        group["params"] = [params] if isinstance(params, torch.Tensor) else list(params)
+        if isinstance(params, torch.Tensor):
+            group["params"] = [params]
+        else:
+            try:
+                group["params"] = list(params)
+            except TypeError:
+                raise TypeError(
+                    f"{where}params must be a tensor or an iterable of tensors, got "
+                    f"{type(params).__name__} {params!r}"
+                ) from None
         self._translate_torch_flags(group, index)
         known = set(self.defaults) | {"params", "param_names", "step"} | SCHEDULER_KEYS
         for key in sorted(set(group) - known):
@@ -444,6 +657,10 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
         for name, default in self.defaults.items():
             group.setdefault(name, default)
         group.setdefault("step", 0)
+        step = group["step"]
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(f"{where}step must be an integer >= 0, got {step!r}")
+        group["step"] = int(step)
         self._check_params(group["params"], index)
         self._check_options(group, group["step"], where)
         param_group.clear()
@@ -470,6 +687,7 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
                     f"{where}{name} (shape {tuple(entry.shape)}) is already in a parameter "
                     "group; a tensor may belong to one group only"
                 )
+            seen.add(entry)  # nor twice to one group (torch warns that it will refuse it)
 
     # ----------------------------------------------------------------------------------
     # The step
@@ -493,6 +711,8 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
             work = [self._prepare(index, group) for index, group in enumerate(self.param_groups)]
             work = [self._with_flat(*item) for item in work]
             self._release_flats([flat for *_, buffers in work for flat in buffers])
+            if self._skips_nonfinite(p.grad for _, _, params, _ in work for p in params):
+                return loss
             grad_scale = getattr(self, "grad_scale", None)
             if grad_scale is not None:
                 unscale_grads([p for _, _, params, _ in work for p in params], grad_scale)
@@ -525,6 +745,21 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
         """Whether ``torch.amp.GradScaler`` found an inf or NaN gradient for this step."""
         found_inf = getattr(self, "found_inf", None)
         return found_inf is not None and bool(found_inf != 0)
+
+    def _skips_nonfinite(self, grads: Iterable[torch.Tensor]) -> bool:
+        """Under ``skip_nonfinite``: whether ``grads`` hold an inf or NaN, the step then
+        counted as skipped. Call it once everything else about the step is checked."""
+        if not self.skip_nonfinite:
+            return False
+        grads = list(grads)
+        if torch.compiler.is_compiling():
+            finite = _all_finite_outside_graph(grads)
+        else:
+            finite = all_finite(grads)
+        if finite:
+            return False
+        self._count(skipped=True)
+        return True
 
     def _prepare(
         self, index: int, group: dict[str, Any]
@@ -614,17 +849,40 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
     # State dict
     # ----------------------------------------------------------------------------------
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any], *, by_name: bool | None = None) -> None:
         """Load optimizer state, from descend or torch.optim: both use the same format.
 
+        Args:
+            state_dict: what ``state_dict()`` of a descend or torch.optim optimizer gave.
+            by_name: how the saved parameters are paired with this optimizer's. ``True``:
+                by name (the names of ``model.named_parameters()`` or ``(name, tensor)``
+                pairs, which ``state_dict()`` keeps under ``"param_names"``), so the
+                parameters may come in another order, and may change groups; groups pair
+                by position. ``False``: by position, as torch.optim pairs them. ``None``
+                (the default): by name when both sides name every parameter with the
+                same set of names, by position otherwise (a checkpoint whose names carry
+                a prefix such as ``module.`` loads as in torch).
+
         Everything is checked before anything changes; a state_dict that does not fit
-        this optimizer raises ``ValueError`` saying what does not fit.
+        this optimizer raises ``ValueError`` saying what does not fit; with
+        ``by_name=True``, the names missing from it and those it has in excess. An
+        optimizer whose state is not per parameter (``per_parameter_state = False``:
+        LBFGS) refuses to pair by name parameters listed in another order than the saved
+        one, and per-element state that is a DTensor where its parameter is not (or the
+        reverse) is refused, naming ``torch.distributed.checkpoint``'s helpers.
         """
+        if by_name is not None and not isinstance(by_name, bool):
+            raise TypeError(f"by_name must be True, False or None, got {by_name!r}")
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         state_dict = state_dict.copy()
         for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
             result = pre_hook(self, state_dict)
             if result is not None:
                 state_dict = result
+        self._check_state_dict_layout(state_dict)
+        if by_name is not False:
+            state_dict = self._pair_by_name(state_dict, required=by_name is True)
         self._check_state_dict(state_dict)
         pre_hooks = self._optimizer_load_state_dict_pre_hooks
         self._optimizer_load_state_dict_pre_hooks = OrderedDict()  # they have run already
@@ -632,8 +890,37 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
             super().load_state_dict(state_dict)
         finally:
             self._optimizer_load_state_dict_pre_hooks = pre_hooks
+        self._keep_scalar_dtypes(state_dict)
         self._flat_token = object()  # the loaded state is gathered at the next step
         self.__dict__.pop("_flat_owned", None)
+
+    def _keep_scalar_dtypes(self, state_dict: dict[str, Any]) -> None:
+        """Give 0-d state entries (ASGD's ``eta`` and ``mu``, NAdam's ``mu_product``) back
+        the dtype they were saved with.
+
+        torch's ``load_state_dict`` casts every floating state tensor but ``step`` to its
+        parameter's dtype; where the two differed (float64 parameters under a float32
+        default dtype, or bfloat16 ones), a resumed run would compute with other scalars
+        than the uninterrupted run, and end elsewhere.
+        """
+        keys = chain.from_iterable(group["params"] for group in state_dict["param_groups"])
+        params = chain.from_iterable(group["params"] for group in self.param_groups)
+        for key, param in zip(keys, params):
+            saved = state_dict["state"].get(key)
+            if not isinstance(saved, dict) or param not in self.state:
+                continue
+            state = self.state[param]
+            for name, value in saved.items():
+                loaded = state.get(name)
+                if (
+                    name not in self.per_element_state
+                    and isinstance(value, torch.Tensor)
+                    and isinstance(loaded, torch.Tensor)
+                    and value.dim() == 0
+                    and value.is_floating_point()
+                    and loaded.dtype != value.dtype
+                ):
+                    state[name] = value.to(loaded.device, copy=True)  # not from the cast
 
     def _check_state_dict(self, state_dict: Any) -> None:
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
@@ -669,6 +956,8 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
                 value = entries.get(name)
                 if value is None:
                     continue
+                if isinstance(value, torch.Tensor) and is_dtensor(value) != is_dtensor(param):
+                    raise ValueError(_sharding_mismatch(key, name, param))
                 if not isinstance(value, torch.Tensor) or value.shape != param.shape:
                     found = (
                         f"has shape {tuple(value.shape)}"
@@ -679,6 +968,176 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
                         f"state_dict state for parameter {key}: {name} {found}, the parameter "
                         f"has shape {tuple(param.shape)}"
                     )
+                if value.is_complex() != param.is_complex():
+                    raise ValueError(
+                        f"state_dict state for parameter {key}: {name} is {value.dtype}, the "
+                        f"parameter {param.dtype}"
+                    )
+
+    def _check_state_dict_layout(self, state_dict: Any) -> None:
+        """The types a state_dict is made of, before anything reads it: a dict of
+        ``"state"`` (a dict of dicts) and ``"param_groups"`` (a list of dicts, each with a
+        list of distinct parameter keys and an integer ``step``); each ``step`` entry a
+        number, each per-element entry a tensor."""
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError("state_dict must be a dict with 'state' and 'param_groups' entries")
+        groups, state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
+            raise TypeError(f"state_dict's param_groups must be a list of dicts, got {groups!r}")
+        if not isinstance(state, dict):
+            raise TypeError(f"state_dict's state must be a dict, got {type(state).__name__}")
+        for index, group in enumerate(groups):
+            keys = group.get("params")
+            if not isinstance(keys, (list, tuple)) or not all(
+                isinstance(k, (int, str)) and not isinstance(k, bool) for k in keys
+            ):
+                raise TypeError(
+                    f"param group {index} of the state_dict: params must be a list of "
+                    f"parameter keys (ints), got {keys!r}"
+                )
+            if len(set(keys)) != len(keys):
+                raise ValueError(
+                    f"param group {index} of the state_dict: params lists a key twice: {keys!r}"
+                )
+            step = group.get("step", 0)
+            if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+                raise ValueError(
+                    f"param group {index} of the state_dict: step must be an integer >= 0, got "
+                    f"{step!r}"
+                )
+        for key, entries in state.items():
+            if not isinstance(entries, dict):
+                raise TypeError(
+                    f"state_dict state for parameter {key!r} must be a dict, got "
+                    f"{type(entries).__name__}"
+                )
+            step = entries.get("step")
+            if isinstance(step, torch.Tensor) and step.numel() == 1:
+                count = None if step.is_complex() or step.dtype == torch.bool else step.item()
+            else:
+                count = step
+            if "step" in entries and not (
+                isinstance(count, numbers.Real)
+                and not isinstance(count, bool)
+                and 0 <= count <= 2**63  # a count, which torch keeps as a float
+            ):
+                raise TypeError(
+                    f"state_dict state for parameter {key!r}: step must be a number >= 0 or a "
+                    f"one-element tensor of one, got {step!r}"
+                )
+            for name, value in entries.items():
+                if not isinstance(value, (torch.Tensor, numbers.Number, list, tuple, type(None))):
+                    raise TypeError(  # what torch.optim's load casts, element by element
+                        f"state_dict state for parameter {key!r}: {name} must be a tensor, a "
+                        f"number, a list or None, got {type(value).__name__}"
+                    )
+            for name in self.per_element_state:
+                if name in entries and not isinstance(entries[name], torch.Tensor):
+                    raise TypeError(
+                        f"state_dict state for parameter {key!r}: {name} must be a tensor, got "
+                        f"{type(entries[name]).__name__}"
+                    )
+
+    def _pair_by_name(self, state_dict: Any, required: bool) -> Any:
+        """``state_dict`` renumbered so that, by position, each parameter of this optimizer
+        meets the saved parameter of the same name (group options still by position).
+
+        Without ``required``, the state_dict comes back unchanged unless both sides name
+        every parameter, uniquely, with the same set of names. With it, anything that
+        prevents pairing by name raises ``ValueError``.
+        """
+        why = "load_state_dict(by_name=True)"
+
+        def listed(names: list, limit: int = 10) -> str:
+            more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+            return ", ".join(map(repr, names[:limit])) + more
+
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+            return state_dict  # _check_state_dict says what is wrong
+        saved_groups = state_dict["param_groups"]
+        ours = [group.get("param_names") for group in self.param_groups]
+        theirs = [g.get("param_names") if isinstance(g, dict) else None for g in saved_groups]
+        if any(names is None for names in ours):
+            if not required:
+                return state_dict
+            raise ValueError(
+                f"{why}: this optimizer's parameters have no names; build it from "
+                "model.named_parameters() or (name, tensor) pairs"
+            )
+        if not saved_groups or any(names is None for names in theirs):
+            if not required:
+                return state_dict
+            raise ValueError(
+                f"{why}: the state_dict's param groups have no 'param_names' (it was saved "
+                "by an optimizer built from unnamed parameters); load it by position"
+            )
+        if len(saved_groups) != len(self.param_groups):
+            if not required:
+                return state_dict
+            raise ValueError(
+                f"state_dict has {len(saved_groups)} parameter groups, this optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        saved_ids: dict[Any, Any] = {}
+        for index, (group, names) in enumerate(zip(saved_groups, theirs)):
+            if len(names) != len(group["params"]):
+                if not required:
+                    return state_dict
+                raise ValueError(
+                    f"param group {index} of the state_dict has {len(group['params'])} "
+                    f"parameters and {len(names)} param_names"
+                )
+            for name, key in zip(names, group["params"]):
+                if name in saved_ids:
+                    if not required:
+                        return state_dict
+                    raise ValueError(f"{why}: the state_dict names two parameters {name!r}")
+                saved_ids[name] = key
+        our_names = [name for names in ours for name in names]
+        if len(set(our_names)) != len(our_names):
+            if not required:
+                return state_dict
+            twice = next(name for name in our_names if our_names.count(name) > 1)
+            raise ValueError(f"{why}: this optimizer names two parameters {twice!r}")
+        known = set(our_names)
+        missing = [name for name in our_names if name not in saved_ids]
+        unexpected = [name for name in saved_ids if name not in known]
+        if missing or unexpected:
+            if not required:
+                return state_dict
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing from the state_dict: {listed(missing)}")
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected in it: {listed(unexpected)}")
+            raise ValueError(
+                f"{why}: the parameter names differ; {'; '.join(parts)}. Rename them in a "
+                "load_state_dict pre-hook, or load by position with by_name=False"
+            )
+        if ours == theirs:
+            return state_dict  # the same order: pairing by position is pairing by name
+        if not self.per_parameter_state:
+            saved_order = [name for names in theirs for name in names]
+            raise ValueError(
+                f"load_state_dict: {type(self).__name__} keeps one state for all its "
+                "parameters (flat vectors in parameter order, on the first parameter), so "
+                "it cannot pair them by name in another order: the state_dict lists "
+                f"{listed(saved_order)}, this optimizer {listed(our_names)}. Build the "
+                "optimizer with the parameters in the saved order"
+            )
+        state = state_dict["state"]
+        old_keys = set(saved_ids.values())
+        new_state = {key: value for key, value in state.items() if key not in old_keys}
+        new_groups = []
+        position = 0
+        for saved, names in zip(saved_groups, ours):
+            keys = list(range(position, position + len(names)))
+            position += len(names)
+            for key, name in zip(keys, names):
+                if saved_ids[name] in state:
+                    new_state[key] = state[saved_ids[name]]
+            new_groups.append({**saved, "params": keys, "param_names": list(names)})
+        return {**state_dict, "state": new_state, "param_groups": new_groups}
 
     @staticmethod
     def _step_from_state(param_keys: Iterable, state: dict) -> int:
@@ -693,7 +1152,11 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state.update(steps_taken=self.steps_taken, steps_skipped=self.steps_skipped)
+        state.update(
+            steps_taken=self.steps_taken,
+            steps_skipped=self.steps_skipped,
+            skip_nonfinite=self.skip_nonfinite,
+        )
         shared = self._shared_scalars()
         if shared:  # a copy is not flat until its next step: each parameter its own scalars
             state["state"] = defaultdict(
@@ -767,17 +1230,19 @@ def _all_within(sequence: Any, rule: Rule) -> bool:
     """
     try:
         if isinstance(sequence, torch.Tensor):
+            if sequence.is_complex() or sequence.dtype == torch.bool:
+                return False  # refused entry by entry, by name
             numbers = sequence.detach().to("cpu", torch.float64).numpy()
         else:
             numbers = np.asarray(
-                [float(x) if isinstance(x, torch.Tensor) else x for x in sequence],
+                [float(x.detach()) if isinstance(x, torch.Tensor) else x for x in sequence],
                 dtype=np.float64,
             )
         if numbers.ndim != 1 or np.isnan(numbers).any():
             return False
         rule("", float(numbers.min()))
         rule("", float(numbers.max()))
-    except (TypeError, ValueError, RuntimeError):
+    except (TypeError, ValueError, RuntimeError, OverflowError):
         return False
     return True
 

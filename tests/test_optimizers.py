@@ -253,14 +253,17 @@ def test_step_that_raises_changes_nothing(record, impl, failure):
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.name)
 def test_signature_matches_torch(record):
-    """Same argument names, kinds and defaults as torch.optim's class, plus ``impl``."""
+    """Same argument names, kinds and defaults as torch.optim's class, plus ``impl`` and
+    ``skip_nonfinite``."""
     ours = inspect.signature(record.cls).parameters
     theirs = inspect.signature(record.oracle).parameters
-    assert [n for n in ours if n != "impl"] == list(theirs)
+    assert [n for n in ours if n not in ("impl", "skip_nonfinite")] == list(theirs)
     for name, parameter in theirs.items():
         assert ours[name].kind == parameter.kind, name
         assert ours[name].default == parameter.default, name
     assert ours["impl"].kind is inspect.Parameter.KEYWORD_ONLY and ours["impl"].default is None
+    assert ours["skip_nonfinite"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert ours["skip_nonfinite"].default is False
 
 
 _TORCH_FLAGS = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -66,7 +68,30 @@ def _set(group: dict[str, Any], key: str, value: float) -> None:
         group[key] = value
 
 
+def _check_real(
+    name: str, value: Any, low: float | None = None, strict: bool = False, tensors: bool = False
+) -> None:
+    """``value`` must be a finite real number (where ``tensors``, a one-element tensor of
+    one too), at least ``low`` (above it, when ``strict``)."""
+    number = value
+    if tensors and isinstance(value, Tensor) and value.numel() == 1:
+        number = value.item()
+    if isinstance(number, bool) or not isinstance(number, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    try:
+        finite = math.isfinite(number)
+    except OverflowError:  # an integer past float's range
+        finite = False
+    if not finite:
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and not (number > low if strict else number >= low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low:g}, got {value!r}")
+
+
 def _per_group(name: str, optimizer: Optimizer, value: Any) -> list:
+    for index, entry in enumerate(value if isinstance(value, (list, tuple)) else [value]):
+        where = f"{name}[{index}]" if isinstance(value, (list, tuple)) else name
+        _check_real(where, entry, tensors=True)
     if isinstance(value, (list, tuple)):
         if len(value) != len(optimizer.param_groups):
             raise ValueError(
@@ -106,7 +131,11 @@ def _check_int(name: str, value: Any, low: int) -> None:
 
 
 def _check_factor(name: str, value: Any, low_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and (0 < value <= 1 if low_open else 0 <= value <= 1)
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (0 < value <= 1 if low_open else 0 <= value <= 1)
+    )
     if not ok:
         interval = "(0, 1]" if low_open else "[0, 1]"
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
@@ -134,10 +163,14 @@ class LRScheduler(_torch.LRScheduler):
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         _check_optimizer(optimizer)
+        _check_int("last_epoch", last_epoch, -1)
         self.optimizer = optimizer
+        added = []  # taken back if the first values cannot be computed
         if last_epoch == -1:
             for group in optimizer.param_groups:
-                group.setdefault("initial_lr", _copy(group["lr"]))
+                if "initial_lr" not in group:
+                    group["initial_lr"] = _copy(group["lr"])
+                    added.append(group)
         else:
             _check_int("last_epoch", last_epoch, -1)
             for i, group in enumerate(optimizer.param_groups):
@@ -152,8 +185,13 @@ class LRScheduler(_torch.LRScheduler):
             _copy(group["initial_lr"]) for group in optimizer.param_groups
         ]
         self.last_epoch = last_epoch
+        try:
+            self._initial_step()
+        except Exception:
+            for group in added:
+                del group["initial_lr"]
+            raise
         _watch(optimizer)
-        self._initial_step()
 
     # -- stepping --------------------------------------------------------------------
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, SupportsFloat
 
 from torch.optim import Optimizer
 
 from descend.lr_scheduler._base import (
     LRScheduler,
+    _check_int,
     _check_optimizer,
     _copy,
     _progress,
@@ -101,7 +102,15 @@ class SequentialLR(_Composite):
     ) -> None:
         _check_optimizer(optimizer)
         _check_children("SequentialLR", optimizer, schedulers)
-        milestones = list(milestones)
+        _check_int("last_epoch", last_epoch, -1)
+        if isinstance(milestones, (str, bytes, dict)) or not isinstance(milestones, Iterable):
+            raise TypeError(f"milestones must be a list of steps, got {milestones!r}")
+        try:
+            milestones = list(milestones)
+        except TypeError:  # a 0-d tensor or array
+            raise TypeError(f"milestones must be a list of steps, got {milestones!r}") from None
+        for index, milestone in enumerate(milestones):
+            _check_int(f"milestones[{index}]", milestone, 0)
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(
                 f"SequentialLR needs one milestone fewer than schedulers: got "
@@ -149,7 +158,12 @@ class ChainedScheduler(_Composite):
             raise ValueError(
                 f"ChainedScheduler needs a non-empty list of schedulers, got {schedulers!r}"
             )
-        optimizer = optimizer or schedulers[0].optimizer
+        if optimizer is None and not isinstance(schedulers[0], LRScheduler):
+            raise TypeError(
+                "ChainedScheduler: schedulers[0] must be a descend.lr_scheduler scheduler, got "
+                f"{type(schedulers[0]).__name__}"
+            )
+        optimizer = schedulers[0].optimizer if optimizer is None else optimizer
         _check_optimizer(optimizer)
         _check_children("ChainedScheduler", optimizer, schedulers)
         self._schedulers = list(schedulers)

@@ -14,6 +14,7 @@ from descend.lr_scheduler._base import (
     _check_factor,
     _check_int,
     _check_optimizer,
+    _check_real,
 )
 from descend.schedules import (
     Constant,
@@ -76,6 +77,7 @@ class StepLR(_Factor):
     ) -> None:
         _check_optimizer(optimizer)
         _check_int("step_size", step_size, 1)
+        _check_real("gamma", gamma)
         self.step_size = step_size
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -95,6 +97,15 @@ class MultiStepLR(_Factor):
         last_epoch: int = -1,
     ) -> None:
         _check_optimizer(optimizer)
+        if isinstance(milestones, (str, bytes, dict)) or not isinstance(milestones, Iterable):
+            raise TypeError(f"milestones must be a list of steps, got {milestones!r}")
+        try:
+            milestones = list(milestones)
+        except TypeError:  # a 0-d tensor or array
+            raise TypeError(f"milestones must be a list of steps, got {milestones!r}") from None
+        for index, milestone in enumerate(milestones):
+            _check_int(f"milestones[{index}]", milestone, 0)
+        _check_real("gamma", gamma)
         self.milestones = Counter(milestones)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -156,6 +167,7 @@ class ExponentialLR(_Factor):
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
         _check_optimizer(optimizer)
+        _check_real("gamma", gamma, 0, strict=True)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -175,6 +187,7 @@ class PolynomialLR(_Factor):
     ) -> None:
         _check_optimizer(optimizer)
         _check_int("total_iters", total_iters, 1)
+        _check_real("power", power)
         self.total_iters = total_iters
         self.power = power
         super().__init__(optimizer, last_epoch)
@@ -193,6 +206,8 @@ class CosineAnnealingLR(_Factor):
         _check_optimizer(optimizer)
         if not isinstance(T_max, (int, float)) or isinstance(T_max, bool) or not T_max > 0:
             raise ValueError(f"T_max must be > 0, got {T_max!r}")
+        _check_real("T_max", T_max)
+        _check_real("eta_min", eta_min)
         self.T_max = T_max
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)

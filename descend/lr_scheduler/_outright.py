@@ -11,10 +11,12 @@ from typing import Any, Literal
 import numpy as np
 from torch.optim import Optimizer
 
+from descend.hyperparams import resolve
 from descend.lr_scheduler._base import (
     LRScheduler,
     _check_int,
     _check_optimizer,
+    _check_real,
     _per_group,
     _set,
 )
@@ -95,7 +97,10 @@ class LambdaLR(_Lambdas):
 
     def get_lr(self) -> list[float]:
         t = self.last_epoch
-        return [float(base) * fn(t) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
+        return [
+            float(base) * resolve("lr_lambda", fn, t)
+            for fn, base in zip(self.lr_lambdas, self.base_lrs)
+        ]
 
 
 class MultiplicativeLR(_Lambdas):
@@ -107,7 +112,7 @@ class MultiplicativeLR(_Lambdas):
             return [float(group["lr"]) for group in self.optimizer.param_groups]
         t = self.last_epoch
         return [
-            float(group["lr"]) * fn(t)
+            float(group["lr"]) * resolve("lr_lambda", fn, t)
             for fn, group in zip(self.lr_lambdas, self.optimizer.param_groups)
         ]
 
@@ -188,8 +193,11 @@ class CyclicLR(_Cycling):
         if scale_mode not in ("cycle", "iterations"):
             raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
         for name, size in (("step_size_up", step_size_up), ("step_size_down", step_size_down)):
-            if size is not None and not (isinstance(size, (int, float)) and size > 0):
-                raise ValueError(f"{name} must be > 0, got {size!r}")
+            if size is not None:
+                _check_real(name, size, 0, strict=True)
+        _check_real("gamma", gamma)
+        if scale_fn is not None and not callable(scale_fn):
+            raise TypeError(f"scale_fn must be callable or None, got {scale_fn!r}")
         base_lrs = _per_group("base_lr", optimizer, base_lr)
         self.max_lrs = _per_group("max_lr", optimizer, max_lr)
         self.cycle_momentum = cycle_momentum
@@ -316,6 +324,8 @@ class OneCycleLR(_Cycling):
             raise ValueError(f"pct_start must be a float in [0, 1], got {pct_start!r}")
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+        _check_real("div_factor", div_factor, 0, strict=True)
+        _check_real("final_div_factor", final_div_factor, 0, strict=True)
         self.total_steps = total_steps
         self.pct_start = pct_start
         self._anneal_func_type = anneal_strategy
@@ -402,8 +412,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         _check_optimizer(optimizer)
         _check_int("T_0", T_0, 1)
         _check_int("T_mult", T_mult, 1)
-        if isinstance(eta_min, bool) or not isinstance(eta_min, (int, float)):
-            raise ValueError(f"eta_min must be a number, got {eta_min!r}")
+        _check_real("eta_min", eta_min)
         self.T_0 = T_0
         self.T_mult = T_mult
         self.eta_min = eta_min

@@ -12,7 +12,9 @@ from torch.optim import lr_scheduler as _torch
 from descend.lr_scheduler._base import (
     EPOCH_DEPRECATION_WARNING,
     LRScheduler,
+    _check_int,
     _check_optimizer,
+    _check_real,
     _copy,
     _per_group,
     _progress,
@@ -49,6 +51,13 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        _check_real("factor", factor)
+        _check_int("patience", patience, 0)
+        _check_int("cooldown", cooldown, 0)
+        _check_real("threshold", threshold)
+        _check_real("eps", eps)
+        if not isinstance(min_lr, (list, tuple)):
+            _check_real("min_lr", min_lr)
         self.factor = factor
         if isinstance(min_lr, (list, tuple)):
             self.min_lrs = _per_group("min_lr", optimizer, min_lr)
@@ -91,7 +100,12 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
                 "ReduceLROnPlateau.step needs the monitored metric: step(metrics) (inside "
                 "SequentialLR or ChainedScheduler too)"
             )
-        current = float(metrics)
+        try:
+            current = float(metrics)
+        except (TypeError, ValueError, OverflowError):
+            raise TypeError(
+                f"metrics must be a number, got {type(metrics).__name__} {metrics!r}"
+            ) from None
         self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         if self.is_better(current, self.best):
             self.best = current

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from descend.hyperparams import Rule, at_least, nonnegative
-from descend.optimizer import Optimizer, Values, per_device_and_dtype, scalar_dtype
+from descend.hyperparams import Rule, at_least, nonnegative, optional
+from descend.optimizer import Optimizer, Values, is_dtensor, per_device_and_dtype, scalar_dtype
 
 
 def at_most(bound: float) -> Rule:
@@ -335,7 +335,7 @@ class Adafactor(Optimizer):
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "beta2_decay": at_most(0.0),
-        "eps": (nonnegative, nonnegative),
+        "eps": (optional(nonnegative), nonnegative),  # eps[0] None: the dtype's epsilon
         "d": at_least(1.0),
         "weight_decay": nonnegative,
     }
@@ -380,6 +380,13 @@ class Adafactor(Optimizer):
                 raise RuntimeError(
                     f"param group {index}: Adafactor does not support complex parameters; "
                     f"one of shape {tuple(param.shape)} is {param.dtype}"
+                )
+            if is_dtensor(param):
+                raise RuntimeError(
+                    f"param group {index}: Adafactor does not support DTensor parameters "
+                    "(sharded by FSDP2, say), as its second moments are means over whole rows "
+                    f"and columns; got one of shape {tuple(param.shape)}. Use an elementwise "
+                    "optimizer such as AdamW"
                 )
         return prepared
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, any_real, nonnegative
-from descend.optimizer import Optimizer, Values, as_real
+from descend.optimizer import Optimizer, Values, all_finite, as_real
 
 # ----------------------------------------------------------------------------------------
 # Flat views of the parameters and their gradients
@@ -281,13 +281,14 @@ def lbfgs_loop(
             s = d.mul(t)
             ys = y.dot(s)
             if ys > 1e-10:  # keep the pair only where the curvature is positive
-                if len(dirs) == history_size:
+                while len(dirs) >= history_size:  # a smaller history_size loaded, say
                     del dirs[0], steps[0], rho[0]
                 dirs.append(y)
                 steps.append(s)
                 rho.append(1.0 / ys)
                 h_diag = ys / y.dot(y)
-            if "al" not in state:
+            # none yet (no pair kept so far: a zero lr, say), or a larger history_size loaded
+            if "al" not in state or len(state["al"] or ()) < len(dirs):
                 state["al"] = [None] * history_size
             d = _two_loop(grad, dirs, steps, rho, h_diag, state["al"])
 
@@ -303,6 +304,8 @@ def lbfgs_loop(
         if slope > -tolerance_change:  # not a descent direction (any more)
             break
 
+        if line_search_fn is not None and t == 0:
+            break  # lr 0: nothing to search (torch's search divides by zero here)
         if line_search_fn is not None:
             loss, grad, t, used = strong_wolfe(
                 _probe(params, evaluate, d), t, d, loss, grad, slope, max_ls=max_eval - evaluations
@@ -347,18 +350,60 @@ def lbfgs_loop(
 # ----------------------------------------------------------------------------------------
 
 
+class _NonFiniteGradient(Exception):
+    """An evaluation of the closure gave an inf or NaN gradient (under skip_nonfinite)."""
+
+
+def _undoer(params: list[Tensor], states: dict[Tensor, Any]) -> Callable[[], None]:
+    """What puts ``params`` and their L-BFGS state (``states[params[0]]``) back as they are
+    now: copies of the parameters and of the state's tensors (``prev_flat_grad`` is
+    updated in place) and lists (appended to; the tensors in them are never changed in
+    place)."""
+    saved_params = [p.detach().clone() for p in params]
+    had_state = params[0] in states
+    state = states[params[0]]
+    saved_state = {
+        key: value.clone()
+        if isinstance(value, Tensor)
+        else list(value)
+        if isinstance(value, list)
+        else value
+        for key, value in state.items()
+    }
+
+    def undo() -> None:
+        with torch.no_grad():
+            for param, saved in zip(params, saved_params):
+                param.copy_(saved)
+        state.clear()
+        state.update(saved_state)
+        if not had_state:
+            del states[params[0]]
+
+    return undo
+
+
+MAX_HISTORY = 2**24
+"""The largest ``history_size``: it sizes a list of that many entries in the state
+(torch's ``al``), allocated whole as torch allocates it."""
+
+
 def _positive_int(name: str, value: Any, where: str) -> None:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{where}{name} must be a positive integer, got {value!r}")
     if value < 1:
         raise ValueError(f"{where}{name} must be a positive integer, got {value!r}")
+    if name == "history_size" and value > MAX_HISTORY:
+        raise ValueError(f"{where}{name} must be at most {MAX_HISTORY}, got {value!r}")
 
 
 def _lr_as_given(given: Any, value: float) -> Any:
     """The lr in force, of the type given (an int, a float or a 0-d tensor), as torch uses
     it: the step length ``t`` kept in the state then has torch's type too."""
-    if isinstance(given, numbers.Real) and not isinstance(given, bool):
-        return given
+    if isinstance(given, float) or (
+        isinstance(given, int) and not isinstance(given, bool) and abs(given) < 2**63
+    ):
+        return given  # a Fraction, a NumPy number or a huge int: the float it stands for
     if isinstance(given, Tensor) and given.numel() == 1:
         return torch.tensor(value, dtype=given.dtype, device=given.device)
     return value
@@ -396,7 +441,9 @@ class LBFGS(Optimizer):
     ``lr``, ``tolerance_grad`` and ``tolerance_change`` may also be schedules, one-element
     tensors or per-step sequences (see :mod:`descend.hyperparams`). The state is torch's:
     ``func_evals``, ``n_iter``, ``d``, ``t``, ``old_dirs``, ``old_stps``, ``ro``,
-    ``H_diag``, ``prev_flat_grad``, ``prev_loss`` and ``al``, on the first parameter.
+    ``H_diag``, ``prev_flat_grad``, ``prev_loss`` and ``al``, on the first parameter; its
+    vectors concatenate all the parameters in their order, so ``load_state_dict`` refuses
+    to pair by name (``by_name``) parameters listed in another order than the saved one.
 
     Example:
         >>> model = torch.nn.Linear(4, 1)
@@ -414,6 +461,9 @@ class LBFGS(Optimizer):
         - ``step()`` without a closure raises a TypeError that says what to pass.
         - torch's state_dicts hold no step count: loaded into descend, the group's
           ``step`` (what schedules read) starts at 0.
+        - ``skip_nonfinite=True`` checks the gradients after every evaluation of the
+          closure; at an inf or NaN the step is undone (parameters and state as they were
+          before it) and counted in ``steps_skipped``, and it returns the first loss.
     """
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
@@ -425,6 +475,7 @@ class LBFGS(Optimizer):
     impls = ("loop",)
     sparse_grad = "accepted"
     _step_supports_amp_scaling = False  # as torch's LBFGS: GradScaler unscales and skips
+    per_parameter_state = False  # flat vectors in parameter order, on the first parameter
 
     def __init__(
         self,
@@ -463,6 +514,20 @@ class LBFGS(Optimizer):
                 f"{where}line_search_fn must be None or 'strong_wolfe', got {search!r}"
             )
 
+    _HISTORY = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
+    """The state a step leaves for the next: all of it, or none (before the first step)."""
+
+    def _check_state_dict_layout(self, state_dict: Any) -> None:
+        super()._check_state_dict_layout(state_dict)
+        for key, entries in state_dict["state"].items():
+            present = [name for name in self._HISTORY if name in entries]
+            if present and len(present) != len(self._HISTORY):
+                missing = [name for name in self._HISTORY if name not in entries]
+                raise ValueError(
+                    f"state_dict state for parameter {key!r}: the L-BFGS history is "
+                    f"incomplete, it lacks {', '.join(missing)}"
+                )
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Refuses a second group: L-BFGS has no per-parameter options, as in torch."""
         if self.param_groups:
@@ -485,24 +550,37 @@ class LBFGS(Optimizer):
             )
         group, values, _, _ = self._prepare(0, self.param_groups[0])
         params = group["params"]
+        skip_nonfinite = self.skip_nonfinite
+        losses = []  # under skip_nonfinite: what the closure returned, for a skipped step
 
         def evaluate() -> Any:
             with torch.enable_grad():
-                return closure()
+                loss = closure()
+            if skip_nonfinite:
+                losses.append(loss)
+                if not all_finite(p.grad for p in params if p.grad is not None):
+                    raise _NonFiniteGradient
+            return loss
 
-        with torch.no_grad():
-            loss = lbfgs_loop(
-                params,
-                evaluate,
-                self.state[params[0]],
-                lr=_lr_as_given(group["lr"], values["lr"]),
-                max_iter=group["max_iter"],
-                max_eval=group["max_eval"],
-                tolerance_grad=values["tolerance_grad"],
-                tolerance_change=values["tolerance_change"],
-                history_size=group["history_size"],
-                line_search_fn=group["line_search_fn"],
-            )
+        undo = _undoer(params, self.state) if skip_nonfinite else None
+        try:
+            with torch.no_grad():
+                loss = lbfgs_loop(
+                    params,
+                    evaluate,
+                    self.state[params[0]],
+                    lr=_lr_as_given(group["lr"], values["lr"]),
+                    max_iter=group["max_iter"],
+                    max_eval=group["max_eval"],
+                    tolerance_grad=values["tolerance_grad"],
+                    tolerance_change=values["tolerance_change"],
+                    history_size=group["history_size"],
+                    line_search_fn=group["line_search_fn"],
+                )
+        except _NonFiniteGradient:
+            undo()
+            self._count(skipped=True)
+            return losses[0]
         group["step"] += 1
         self.steps_taken += 1
         return loss

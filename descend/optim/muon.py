@@ -10,10 +10,20 @@ import torch
 from torch import Tensor
 
 from descend.hyperparams import Rule, any_real, nonnegative
-from descend.optimizer import Optimizer, Values, per_device_and_dtype
+from descend.optimizer import Optimizer, Values, is_dtensor, per_device_and_dtype
 
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
 MAX_NS_STEPS = 99  # torch refuses 100 or more Newton-Schulz steps
+
+
+def _in_bfloat16_range(name: str, value: float) -> None:
+    """A rule: a real number that bfloat16, the dtype of the iteration, can hold."""
+    any_real(name, value)
+    if abs(value) > torch.finfo(torch.bfloat16).max:
+        raise ValueError(
+            f"{name} must be within bfloat16's range (the Newton-Schulz iteration's dtype), "
+            f"got {value!r}"
+        )
 
 
 def newton_schulz(
@@ -191,7 +201,7 @@ class Muon(Optimizer):
         "weight_decay": nonnegative,
         "momentum": nonnegative,
         "ns_coefficients": (any_real, any_real, any_real),
-        "eps": any_real,
+        "eps": _in_bfloat16_range,
     }
     flags = ("nesterov",)
     per_element_state = ("momentum_buffer",)
@@ -263,6 +273,12 @@ class Muon(Optimizer):
                 raise RuntimeError(
                     f"param group {index}: Muon does not support complex parameters; one of "
                     f"shape {tuple(param.shape)} is {param.dtype}"
+                )
+            if is_dtensor(param):
+                raise RuntimeError(
+                    f"param group {index}: Muon does not support DTensor parameters (sharded "
+                    "by FSDP2, say), as it orthogonalizes whole matrices; got one of shape "
+                    f"{tuple(param.shape)}. Use an elementwise optimizer such as AdamW"
                 )
         return prepared
 

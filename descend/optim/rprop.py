@@ -8,11 +8,12 @@ import torch
 from torch import Tensor
 
 from descend.compiled import Kernel, host, step_rows
-from descend.hyperparams import Rule, any_real, in_open_unit_interval, nonnegative
+from descend.hyperparams import Rule, any_real, in_open_unit_interval, nonnegative, optional
 from descend.optimizer import (
     Optimizer,
     Values,
     as_real,
+    foreach_copy_,
     kernel_tensors,
     per_device_and_dtype,
     scalar_dtype,
@@ -94,7 +95,7 @@ def rprop_foreach(
         torch._foreach_clamp_min_(step_sizes, step_size_min)
     if step_size_max is not None:
         torch._foreach_clamp_max_(step_sizes, step_size_max)
-    torch._foreach_copy_(prevs, grads)
+    foreach_copy_(prevs, grads)
     if maximize:
         torch._foreach_neg_(prevs)
     for prev, agreement in zip(prevs, agreements):
@@ -211,7 +212,7 @@ class Rprop(Optimizer):
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": nonnegative,
         "etas": (in_open_unit_interval, growth_factor),
-        "step_sizes": (any_real, any_real),
+        "step_sizes": (optional(any_real), optional(any_real)),  # None: no bound
     }
     flags = ("maximize",)
     per_element_state = ("prev", "step_size")

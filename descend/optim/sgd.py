@@ -16,6 +16,7 @@ from descend.optimizer import (
     as_real,
     foreach_add_scaled_,
     foreach_l2_grads,
+    kernel_tensor,
     per_device_and_dtype,
 )
 
@@ -296,9 +297,13 @@ class SGD(Optimizer):
                     buffer = created[i] = torch.zeros_like(
                         param, memory_format=torch.preserve_format
                     )
-                buffers.append(as_real(buffer))
+                buffers.append(kernel_tensor(buffer, param))
         SGD_KERNEL(
-            [[as_real(p) for p in params], [as_real(p.grad) for p in params], buffers],
+            [
+                [kernel_tensor(p, p) for p in params],
+                [kernel_tensor(p.grad, p) for p in params],
+                buffers,
+            ],
             [sgd_coefficients(i in created, **scalars) for i in range(len(params))],
             l2=scalars["weight_decay"] != 0,
             nesterov=buffers is not None and group["nesterov"],

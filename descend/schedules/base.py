@@ -107,11 +107,20 @@ def real(schedule: Any, name: str, finite: bool = True) -> float:
             f"{type(schedule).__name__}: {name} must be a number, got "
             f"{type(value).__name__} {value!r}"
         )
-    value = float(value)
+    value = _float(value)
     if math.isnan(value) or (finite and math.isinf(value)):
         raise ValueError(f"{type(schedule).__name__}: {name} must be finite, got {value!r}")
     _set(schedule, name, value)
     return value
+
+
+def _float(value: Any) -> float:
+    """``float(value)``, infinite for an integer past float's range (which the callers
+    refuse, by name, as not finite)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def optional_real(schedule: Any, name: str) -> float | None:
@@ -128,7 +137,7 @@ def positive(schedule: Any, name: str) -> float:
         )
     if not value > 0:
         raise ValueError(f"{type(schedule).__name__}: {name} must be > 0, got {value!r}")
-    if isinstance(value, numbers.Integral):
+    if isinstance(value, numbers.Integral) and math.isfinite(_float(value)):
         _set(schedule, name, int(value))
     else:
         real(schedule, name)
@@ -156,11 +165,13 @@ def steps_tuple(
     kind = type(schedule).__name__
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
         raise TypeError(f"{kind}: {name} must be a sequence of steps, got {value!r}")
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise TypeError(f"{kind}: {name} must be a 1-D sequence of steps, got {value!r}")
     items = []
     for item in value:
         if not _is_real(item):
             raise TypeError(f"{kind}: {name} must hold numbers, got {item!r} in {value!r}")
-        if not math.isfinite(item):
+        if not math.isfinite(_float(item)):
             raise ValueError(f"{kind}: {name} must hold finite steps, got {item!r} in {value!r}")
         items.append(int(item) if float(item).is_integer() else float(item))
     if sort:
@@ -190,6 +201,8 @@ def _as_schedule(name: str, value: Any) -> Schedule:
     if _is_real(value):
         from descend.schedules.shapes import Constant
 
+        if not math.isfinite(_float(value)):
+            raise ValueError(f"{name} must be finite, got {value!r}")
         return Constant(float(value))
     raise TypeError(f"{name} must be a Schedule or a number, got {type(value).__name__} {value!r}")
 

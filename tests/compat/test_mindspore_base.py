@@ -338,3 +338,56 @@ def test_wrong_gradients_are_refused_and_change_nothing():
     with pytest.raises(ValueError, match=r"gradient 1 \(v\) is \(2,\); its parameter has shape"):
         optimizer((torch.ones(2), torch.ones(2)))
     assert torch.equal(p, torch.ones(2)) and optimizer.global_step == 0
+
+
+# --------------------------------------------------------------------------------------
+# add_param_group (torch's; MindSpore's optimizers have none)
+# --------------------------------------------------------------------------------------
+
+
+def test_an_unnamed_group_joins_an_optimizer_of_named_parameters():
+    """Built from trainable_params (names), then given a group of a plain tensor: the
+    groups drop their names (torch refuses groups with and without them), the tensor
+    joins ``parameters`` last, and both calling styles update it."""
+    net = torch.nn.Linear(3, 2)
+    optimizer = PlainStep(0.1, trainable_params(net))
+    assert [g["param_names"] for g in optimizer.param_groups] == [["weight", "bias"]]
+    extra = torch.nn.Parameter(torch.ones(2))
+    optimizer.add_param_group({"params": [extra], "lr": 0.5})
+    assert all("param_names" not in g for g in optimizer.param_groups)
+    assert [p is q for p, q in zip(optimizer.parameters, [net.weight, net.bias, extra])] == [
+        True
+    ] * 3
+    weight, bias = net.weight.detach().clone(), net.bias.detach().clone()
+    grads = (torch.full((2, 3), 2.0), torch.full((2,), 3.0), torch.full((2,), 4.0))
+    optimizer(grads)
+    assert torch.equal(net.weight, weight - 0.1 * grads[0])
+    assert torch.equal(net.bias, bias - 0.1 * grads[1])
+    assert torch.equal(extra, torch.ones(2) - 0.5 * grads[2])
+    extra.grad = torch.ones(2)
+    net.weight.grad, net.bias.grad = torch.zeros(2, 3), torch.zeros(2)
+    optimizer.step()
+    assert torch.equal(extra, torch.ones(2) - 0.5 * grads[2] - 0.5)
+    assert optimizer.global_step == 2
+
+
+def test_a_named_group_keeps_every_groups_names():
+    net = torch.nn.Linear(3, 2)
+    optimizer = PlainStep(0.1, trainable_params(net))
+    extra = torch.nn.Parameter(torch.ones(2))
+    optimizer.add_param_group({"params": [("extra", extra)]})
+    assert [g["param_names"] for g in optimizer.param_groups] == [["weight", "bias"], ["extra"]]
+    assert optimizer.param_groups[1]["params"][0] is extra
+    assert optimizer.state_dict()["param_groups"][1]["param_names"] == ["extra"]
+    with pytest.raises(ValueError, match=r"gradient 2 \(extra\) is \(3,\)"):
+        optimizer((torch.zeros(2, 3), torch.zeros(2), torch.zeros(3)))
+
+
+def test_a_refused_group_changes_nothing():
+    net = torch.nn.Linear(3, 2)
+    optimizer = PlainStep(0.1, trainable_params(net))
+    with pytest.raises(ValueError, match=r"is already in a parameter group"):
+        optimizer.add_param_group({"params": [torch.nn.Parameter(torch.ones(2)), net.bias]})
+    assert len(optimizer.param_groups) == 1
+    assert optimizer.param_groups[0]["param_names"] == ["weight", "bias"]
+    assert len(optimizer.parameters) == 2

@@ -121,6 +121,13 @@ class AdaFactor(Optimizer):
         loss_scale: float = 1.0,
     ) -> None:
         cls = "AdaFactor"
+        for name, flag in (  # first: the checks below branch on them
+            ("scale_parameter", scale_parameter),
+            ("relative_step", relative_step),
+            ("warmup_init", warmup_init),
+            ("compression", compression),
+        ):
+            check_flag(cls, name, flag)
         if learning_rate is not None and relative_step:
             raise ValueError(
                 f"AdaFactor: learning_rate={describe(learning_rate)} cannot be combined with "
@@ -139,13 +146,6 @@ class AdaFactor(Optimizer):
         check_number(cls, "clip_threshold", clip_threshold, positive)
         check_number(cls, "decay_rate", decay_rate, in_open_unit_interval)
         weight_decay = check_number(cls, "weight_decay", weight_decay, in_unit_interval)
-        for name, flag in (
-            ("scale_parameter", scale_parameter),
-            ("relative_step", relative_step),
-            ("warmup_init", warmup_init),
-            ("compression", compression),
-        ):
-            check_flag(cls, name, flag)
         beta1 = check_number(cls, "beta1", 0.0 if beta1 is None else beta1, nonnegative, ints=True)
         learning_rate = 0.0 if learning_rate is None else learning_rate
         # a number may scale with the parameters; a tensor, per-step values or a

@@ -46,6 +46,10 @@ def check_value(owner: str, name: str, value: Any, rule: Rule) -> None:
     """Apply ``rule`` to ``value`` (a number or a one-element tensor), naming ``owner``'s
     argument ``name`` in MindSpore's words when it fails."""
     number = value.item() if isinstance(value, Tensor) else value
+    if isinstance(number, (bool, complex)):
+        raise TypeError(
+            f"For '{owner}', the argument '{name}' must hold a real number, got {value!r}"
+        )
     rule(f"For '{owner}', the argument '{name}'", number)
 
 
@@ -75,7 +79,13 @@ def check_number(
             f"For '{owner}', the argument '{name}' must be {wanted}, got "
             f"{type(value).__name__} {value!r}"
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(
+            f"For '{owner}', the argument '{name}' is out of the range of a float, got an "
+            f"int of {len(str(abs(value)))} digits"
+        ) from None
     if rule is not None:
         check_value(owner, name, number, rule)
     return number

@@ -340,6 +340,8 @@ class LARS(Optimizer):
         opt = self.opt
         for index, group in enumerate(self.param_groups):
             opt._resolve(group, group["step"], f"param group {index}: ")  # fail early
+        if self._skips_nonfinite(gradients):  # skip_nonfinite=True and an inf or NaN
+            return False
         step = self.global_step
         group_of = opt._group_of()
         reciprocal = f32(1.0 / self.loss_scale)
@@ -367,8 +369,8 @@ class LARS(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         return self.opt.state_dict()
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.opt.load_state_dict(state_dict)
+    def load_state_dict(self, state_dict: dict[str, Any], *, by_name: bool | None = None) -> None:
+        self.opt.load_state_dict(state_dict, by_name=by_name)
 
     _ID_KEYED = ("_names", "_lars_flags", "_decays")
 

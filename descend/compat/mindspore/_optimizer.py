@@ -35,6 +35,7 @@ optimizer that handles sparse gradients says so with ``sparse_grad = "accepted"`
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -201,6 +202,63 @@ class Optimizer(descend.Optimizer):
         self.parameters = ParameterTuple(in_groups if order is None else _ordered(order, in_groups))
         self.parameters._owner = self
         self._names = {id(p): names.get(id(p), "") for p in in_groups}
+        if all(self._names.values()):  # saved by state_dict(), for loading by name
+            for group in self.param_groups:
+                group["param_names"] = [self._names[id(p)] for p in group["params"]]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group, as torch's ``add_param_group`` does (MindSpore's optimizers have
+        none): its ``params`` may be tensors or ``(name, tensor)`` pairs, and they join
+        ``self.parameters`` at the end (``optimizer(grads)`` then takes their gradients
+        last). The groups keep ``param_names`` (which ``state_dict()`` saves, for loading
+        by name) while every parameter of the optimizer has a name; a group with an
+        unnamed tensor drops them from every group."""
+        if "parameters" not in self.__dict__ or not (
+            isinstance(param_group, dict) and "params" in param_group
+        ):
+            super().add_param_group(param_group)  # the constructor's groups, or an error
+            return
+        given = param_group["params"]
+        try:
+            tensors = [given] if isinstance(given, (Tensor, set)) else list(given)
+        except TypeError:
+            super().add_param_group(param_group)  # which says what params must be
+            return
+        given_names = param_group.pop("param_names", None)
+        names = {}
+        for index, entry in enumerate(tensors):
+            if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str):
+                names[id(entry[1])] = entry[0]
+                tensors[index] = entry[1]
+        if isinstance(given_names, (list, tuple)) and len(given_names) == len(tensors):
+            names.update((id(p), n) for p, n in zip(tensors, given_names) if isinstance(n, str))
+        named = (
+            all(self._names.values())
+            and all("param_names" in group for group in self.param_groups)
+            and all(id(p) in names for p in tensors)
+        )
+        if not isinstance(given, set):  # a set is refused as it is
+            param_group["params"] = tensors
+        if named:
+            param_group["param_names"] = [names[id(p)] for p in tensors]
+            unnamed = []
+        else:  # taken away while torch adds the group, for good once it is added
+            unnamed = [(group, group.pop("param_names", None)) for group in self.param_groups]
+        try:
+            super().add_param_group(param_group)
+        except BaseException:
+            param_group["params"] = given
+            param_group.pop("param_names", None)
+            if given_names is not None:
+                param_group["param_names"] = given_names
+            for group, group_names in unnamed:
+                if group_names is not None:
+                    group["param_names"] = group_names
+            raise
+        added = self.param_groups[-1]["params"]
+        self.parameters = ParameterTuple((*self.parameters, *added))
+        self.parameters._owner = self
+        self._names.update({id(p): names.get(id(p), "") for p in added})
 
     # -- MindSpore's attributes ------------------------------------------------------
 
@@ -424,6 +482,8 @@ class Optimizer(descend.Optimizer):
         self._check_sparse(gradients)
         for index, group in enumerate(self.param_groups):
             self._resolve(group, group["step"], f"param group {index}: ")  # fail early
+        if self._skips_nonfinite(gradients):  # skip_nonfinite=True and an inf or NaN
+            return False
         with torch.no_grad():
             result = self.construct(gradients)
         self._count(skipped=False)
@@ -634,7 +694,11 @@ def _lr_value(value: Any) -> Any:
         return float(value.to(torch.float32).item())
     if isinstance(value, np.ndarray) and value.ndim == 0:
         return float(np.float32(value))
-    if isinstance(value, (Tensor, np.ndarray)) or is_step_sequence(value):
+    if isinstance(value, Tensor):
+        return value.detach().to("cpu", torch.float32).clone()
+    if isinstance(value, np.ndarray) or is_step_sequence(value):
+        if not isinstance(value, np.ndarray):  # entries may be one-element tensors
+            value = [float(v.detach()) if isinstance(v, Tensor) else v for v in value]
         return torch.as_tensor(np.asarray(value, dtype=np.float32))
     return value
 
@@ -713,9 +777,27 @@ def _check_lr(name: str, value: Any) -> None:
     if isinstance(value, (int, float)):
         if not value >= 0:
             raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if value > sys.float_info.max:
+            raise ValueError(f"{name} is out of the range of a float, got an int that large")
         return
     if isinstance(value, Tensor) and value.dim() > 1:
         raise ValueError(f"{name} as a tensor must have 0 or 1 dimensions, got {value.dim()}")
+    if isinstance(value, Tensor) and (value.is_complex() or value.dtype == torch.bool):
+        raise TypeError(f"{name} must hold real numbers, got a tensor of {value.dtype}")
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got an array of {value.dtype}")
+    if is_step_sequence(value) and not isinstance(value, (Tensor, np.ndarray)):
+        for index, entry in enumerate(value):
+            if isinstance(entry, Tensor) and entry.numel() == 1:
+                entry = entry.item()
+            if isinstance(entry, np.generic):
+                entry = entry.item()
+            if isinstance(entry, bool) or not isinstance(entry, (int, float)):
+                raise TypeError(
+                    f"{name}[{index}] must be a number, got {type(entry).__name__} {entry!r}"
+                )
+            if abs(entry) > sys.float_info.max:
+                raise ValueError(f"{name}[{index}] is out of the range of a float")
     if not (isinstance(value, (Tensor, np.ndarray)) or is_step_sequence(value) or callable(value)):
         raise TypeError(
             f"{name} must be a number, a tensor, an iterable of per-step values or a "

@@ -117,12 +117,14 @@ class ADAM(_MXNetOptimizer):
     r"""MXNet.jl's ADAM: epsilon after the bias correction, as torch; each parameter keeps the
     learning rate of its first step (state ``lr``), as MXNet.jl reads it at state
     creation. Defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-8, weight_decay
-    1e-5."""
+    1e-5. ``beta1`` and ``beta2`` must lie in (0, 1)."""
 
     hyperparameter_rules: ClassVar[dict[str, Rule | tuple[Rule, ...]]] = {
         "lr": positive,
-        "beta1": positive,
-        "beta2": positive,
+        # MXNet.jl documents > 0; 1 and above divide by zero or take the square root of a
+        # negative number in the bias corrections
+        "beta1": in_open_unit_interval,
+        "beta2": in_open_unit_interval,
         "epsilon": positive,
         **_COMMON,
     }

@@ -25,7 +25,7 @@ from torch import Tensor
 
 import descend
 from descend.compat.mindspore._checks import check_gradients, check_number
-from descend.hyperparams import nonnegative
+from descend.hyperparams import is_step_sequence, nonnegative, resolve
 
 __all__ = ["Optimizer"]
 
@@ -46,13 +46,19 @@ class Optimizer(descend.Optimizer):
                 value = param_group.get(key, self.defaults.get(key))
                 rule = nonnegative if key == "weight_decay" else None
                 check_number(type(self).__name__, key, value, rule, ints=True)
+            lr = param_group.get("lr", self.defaults.get("lr"))
+            if is_step_sequence(lr) and not isinstance(lr, Tensor):
+                raise TypeError(
+                    f"For '{type(self).__name__}', the argument 'lr' must be an int, a float or "
+                    f"a one-element tensor, got {type(lr).__name__} {lr!r}"
+                )
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         for key in self.float_keys:
             group[key] = float(group[key])
         lr = group["lr"]
         if not isinstance(lr, Tensor) and not callable(lr):
-            group["lr"] = torch.tensor(float(lr), dtype=torch.float32)
+            group["lr"] = torch.tensor(resolve("lr", lr, 0), dtype=torch.float32)
         elif isinstance(lr, Tensor) and lr.dim() == 0:
             group["lr"] = lr.detach().to(torch.float32).clone()
 
