@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from torch import Tensor
@@ -128,6 +128,19 @@ def _check_lr(index: int, group: dict[str, Any]) -> None:
 def _check_int(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_milestones(milestones: Any) -> list[int]:
+    """``milestones`` as a list of steps (integers >= 0), or the error naming it."""
+    if isinstance(milestones, (str, bytes, dict)) or not isinstance(milestones, Iterable):
+        raise TypeError(f"milestones must be a list of steps, got {milestones!r}")
+    try:
+        steps = list(milestones)
+    except TypeError:  # a 0-d tensor or array
+        raise TypeError(f"milestones must be a list of steps, got {milestones!r}") from None
+    for index, milestone in enumerate(steps):
+        _check_int(f"milestones[{index}]", milestone, 0)
+    return steps
 
 
 def _check_factor(name: str, value: Any, low_open: bool = False) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, SupportsFloat
 
 from torch.optim import Optimizer
@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 from descend.lr_scheduler._base import (
     LRScheduler,
     _check_int,
+    _check_milestones,
     _check_optimizer,
     _copy,
     _progress,
@@ -103,14 +104,7 @@ class SequentialLR(_Composite):
         _check_optimizer(optimizer)
         _check_children("SequentialLR", optimizer, schedulers)
         _check_int("last_epoch", last_epoch, -1)
-        if isinstance(milestones, (str, bytes, dict)) or not isinstance(milestones, Iterable):
-            raise TypeError(f"milestones must be a list of steps, got {milestones!r}")
-        try:
-            milestones = list(milestones)
-        except TypeError:  # a 0-d tensor or array
-            raise TypeError(f"milestones must be a list of steps, got {milestones!r}") from None
-        for index, milestone in enumerate(milestones):
-            _check_int(f"milestones[{index}]", milestone, 0)
+        milestones = _check_milestones(milestones)
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(
                 f"SequentialLR needs one milestone fewer than schedulers: got "

@@ -13,6 +13,7 @@ from descend.lr_scheduler._base import (
     LRScheduler,
     _check_factor,
     _check_int,
+    _check_milestones,
     _check_optimizer,
     _check_real,
 )
@@ -97,14 +98,7 @@ class MultiStepLR(_Factor):
         last_epoch: int = -1,
     ) -> None:
         _check_optimizer(optimizer)
-        if isinstance(milestones, (str, bytes, dict)) or not isinstance(milestones, Iterable):
-            raise TypeError(f"milestones must be a list of steps, got {milestones!r}")
-        try:
-            milestones = list(milestones)
-        except TypeError:  # a 0-d tensor or array
-            raise TypeError(f"milestones must be a list of steps, got {milestones!r}") from None
-        for index, milestone in enumerate(milestones):
-            _check_int(f"milestones[{index}]", milestone, 0)
+        milestones = _check_milestones(milestones)
         _check_real("gamma", gamma)
         self.milestones = Counter(milestones)
         self.gamma = gamma
