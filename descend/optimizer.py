@@ -105,8 +105,9 @@ def kernel_tensor(tensor: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     the update of the whole. A gradient laid out otherwise than its parameter is
     redistributed to the parameter's layout first (a collective, which every process
     runs in its step); state laid out otherwise is refused, before anything changes."""
-    if is_dtensor(tensor) or is_dtensor(param):
-        if not (is_dtensor(tensor) and is_dtensor(param)):
+    sharded, param_sharded = is_dtensor(tensor), is_dtensor(param)
+    if sharded or param_sharded:
+        if sharded != param_sharded:
             raise RuntimeError(
                 f"a parameter of shape {tuple(param.shape)} and its gradient or state are "
                 "not both DTensors; load the state of sharded parameters with "
@@ -339,6 +340,65 @@ def _sharding_mismatch(key: Any, name: str, param: torch.Tensor) -> str:
         "options=StateDictOptions(full_state_dict=True)), or load it with "
         "set_optimizer_state_dict"
     )
+
+
+class _Unpaired(ValueError):
+    """Why a state_dict's parameters cannot be paired with an optimizer's by name."""
+
+
+def _listed(names: list, limit: int = 10) -> str:
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(map(repr, names[:limit])) + more
+
+
+def _keys_by_name(saved_groups: list[dict], ours: list, theirs: list) -> dict[Any, Any]:
+    """Each parameter name's key in the state_dict whose groups are ``saved_groups``, given
+    each group's names on both sides (``ours``, ``theirs``; None for a group without);
+    ``_Unpaired`` unless both sides name every parameter, uniquely, with the same names."""
+    if any(names is None for names in ours):
+        raise _Unpaired(
+            "this optimizer's parameters have no names; build it from "
+            "model.named_parameters() or (name, tensor) pairs"
+        )
+    if not saved_groups or any(names is None for names in theirs):
+        raise _Unpaired(
+            "the state_dict's param groups have no 'param_names' (it was saved by an "
+            "optimizer built from unnamed parameters); load it by position"
+        )
+    saved_ids: dict[Any, Any] = {}
+    for index, (group, names) in enumerate(zip(saved_groups, theirs)):
+        if len(names) != len(group["params"]):
+            raise _Unpaired(
+                f"param group {index} of the state_dict has {len(group['params'])} "
+                f"parameters and {len(names)} param_names"
+            )
+        for name, key in zip(names, group["params"]):
+            if name in saved_ids:
+                raise _Unpaired(f"the state_dict names two parameters {name!r}")
+            saved_ids[name] = key
+    our_names = [name for names in ours for name in names]
+    if len(set(our_names)) != len(our_names):
+        twice = next(name for name in our_names if our_names.count(name) > 1)
+        raise _Unpaired(f"this optimizer names two parameters {twice!r}")
+    known = set(our_names)
+    missing = [name for name in our_names if name not in saved_ids]
+    unexpected = [name for name in saved_ids if name not in known]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing from the state_dict: {_listed(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected in it: {_listed(unexpected)}")
+        raise _Unpaired(
+            f"the parameter names differ; {'; '.join(parts)}. Rename them in a "
+            "load_state_dict pre-hook, or load by position with by_name=False"
+        )
+    return saved_ids
+
+
+def _is_count(value: Any) -> bool:
+    """Whether ``value`` is a step count: an integer >= 0 (not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
 
 
 def _where(index: int | None) -> str:
@@ -658,7 +718,7 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
             group.setdefault(name, default)
         group.setdefault("step", 0)
         step = group["step"]
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        if not _is_count(step):
             raise ValueError(f"{where}step must be an integer >= 0, got {step!r}")
         group["step"] = int(step)
         self._check_params(group["params"], index)
@@ -922,9 +982,9 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
                 ):
                     state[name] = value.to(loaded.device, copy=True)  # not from the cast
 
-    def _check_state_dict(self, state_dict: Any) -> None:
-        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
-            raise ValueError("state_dict must be a dict with 'state' and 'param_groups' entries")
+    def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """What a state_dict whose layout :meth:`_check_state_dict_layout` accepted must
+        meet to fit this optimizer: its groups, options and per-element state."""
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
@@ -1000,7 +1060,7 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
                     f"param group {index} of the state_dict: params lists a key twice: {keys!r}"
                 )
             step = group.get("step", 0)
-            if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            if not _is_count(step):
                 raise ValueError(
                     f"param group {index} of the state_dict: step must be an integer >= 0, got "
                     f"{step!r}"
@@ -1046,74 +1106,18 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
         every parameter, uniquely, with the same set of names. With it, anything that
         prevents pairing by name raises ``ValueError``.
         """
-        why = "load_state_dict(by_name=True)"
-
-        def listed(names: list, limit: int = 10) -> str:
-            more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
-            return ", ".join(map(repr, names[:limit])) + more
-
-        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
-            return state_dict  # _check_state_dict says what is wrong
         saved_groups = state_dict["param_groups"]
         ours = [group.get("param_names") for group in self.param_groups]
-        theirs = [g.get("param_names") if isinstance(g, dict) else None for g in saved_groups]
-        if any(names is None for names in ours):
-            if not required:
-                return state_dict
-            raise ValueError(
-                f"{why}: this optimizer's parameters have no names; build it from "
-                "model.named_parameters() or (name, tensor) pairs"
-            )
-        if not saved_groups or any(names is None for names in theirs):
-            if not required:
-                return state_dict
-            raise ValueError(
-                f"{why}: the state_dict's param groups have no 'param_names' (it was saved "
-                "by an optimizer built from unnamed parameters); load it by position"
-            )
+        theirs = [group.get("param_names") for group in saved_groups]
         if len(saved_groups) != len(self.param_groups):
-            if not required:
-                return state_dict
-            raise ValueError(
-                f"state_dict has {len(saved_groups)} parameter groups, this optimizer has "
-                f"{len(self.param_groups)}"
-            )
-        saved_ids: dict[Any, Any] = {}
-        for index, (group, names) in enumerate(zip(saved_groups, theirs)):
-            if len(names) != len(group["params"]):
-                if not required:
-                    return state_dict
-                raise ValueError(
-                    f"param group {index} of the state_dict has {len(group['params'])} "
-                    f"parameters and {len(names)} param_names"
-                )
-            for name, key in zip(names, group["params"]):
-                if name in saved_ids:
-                    if not required:
-                        return state_dict
-                    raise ValueError(f"{why}: the state_dict names two parameters {name!r}")
-                saved_ids[name] = key
+            return state_dict  # _check_state_dict says so
+        try:
+            saved_ids = _keys_by_name(saved_groups, ours, theirs)
+        except _Unpaired as reason:
+            if required:
+                raise ValueError(f"load_state_dict(by_name=True): {reason}") from None
+            return state_dict
         our_names = [name for names in ours for name in names]
-        if len(set(our_names)) != len(our_names):
-            if not required:
-                return state_dict
-            twice = next(name for name in our_names if our_names.count(name) > 1)
-            raise ValueError(f"{why}: this optimizer names two parameters {twice!r}")
-        known = set(our_names)
-        missing = [name for name in our_names if name not in saved_ids]
-        unexpected = [name for name in saved_ids if name not in known]
-        if missing or unexpected:
-            if not required:
-                return state_dict
-            parts = []
-            if missing:
-                parts.append(f"{len(missing)} missing from the state_dict: {listed(missing)}")
-            if unexpected:
-                parts.append(f"{len(unexpected)} unexpected in it: {listed(unexpected)}")
-            raise ValueError(
-                f"{why}: the parameter names differ; {'; '.join(parts)}. Rename them in a "
-                "load_state_dict pre-hook, or load by position with by_name=False"
-            )
         if ours == theirs:
             return state_dict  # the same order: pairing by position is pairing by name
         if not self.per_parameter_state:
@@ -1122,7 +1126,7 @@ class Optimizer(FlatUpdates, CompiledUpdates, torch.optim.Optimizer):
                 f"load_state_dict: {type(self).__name__} keeps one state for all its "
                 "parameters (flat vectors in parameter order, on the first parameter), so "
                 "it cannot pair them by name in another order: the state_dict lists "
-                f"{listed(saved_order)}, this optimizer {listed(our_names)}. Build the "
+                f"{_listed(saved_order)}, this optimizer {_listed(our_names)}. Build the "
                 "optimizer with the parameters in the saved order"
             )
         state = state_dict["state"]

@@ -393,8 +393,6 @@ def _positive_int(name: str, value: Any, where: str) -> None:
         raise TypeError(f"{where}{name} must be a positive integer, got {value!r}")
     if value < 1:
         raise ValueError(f"{where}{name} must be a positive integer, got {value!r}")
-    if name == "history_size" and value > MAX_HISTORY:
-        raise ValueError(f"{where}{name} must be at most {MAX_HISTORY}, got {value!r}")
 
 
 def _lr_as_given(given: Any, value: float) -> Any:
@@ -508,6 +506,11 @@ class LBFGS(Optimizer):
         for name in ("max_iter", "max_eval", "history_size"):
             if name in options:
                 _positive_int(name, options[name], where)
+        if options.get("history_size", 1) > MAX_HISTORY:
+            raise ValueError(
+                f"{where}history_size must be at most {MAX_HISTORY}, got "
+                f"{options['history_size']!r}"
+            )
         search = options.get("line_search_fn")
         if search is not None and search != "strong_wolfe":
             raise ValueError(
